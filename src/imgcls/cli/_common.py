@@ -1,0 +1,63 @@
+"""Shared CLI helpers: consoles, error exit, path expansion, progress bars."""
+
+from __future__ import annotations
+
+import glob
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+console = Console()
+console_err = Console(stderr=True)
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    console_err.print(f"[bold red]Error:[/] {escape(message)}")
+    raise typer.Exit(code)
+
+
+def expand_inputs(paths: list[str]) -> tuple[list[Path], list[str]]:
+    """Files as given; directories walked recursively for image files; globs expanded.
+
+    Returns (files, problems) where problems are inputs that matched nothing.
+    """
+    files: list[Path] = []
+    problems: list[str] = []
+    for text in paths:
+        path = Path(text).expanduser()
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            if not found:
+                problems.append(f"{text}: no image files in this folder")
+            files.extend(found)
+        elif path.exists():
+            files.append(path)
+        elif any(ch in text for ch in "*?["):
+            matched = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
+            if not matched:
+                problems.append(f"{text}: pattern matched no files")
+            files.extend(matched)
+        else:
+            files.append(path)  # reported per file as "No such file."
+    seen: set[Path] = set()
+    unique = [f for f in files if not (f in seen or seen.add(f))]
+    return unique, problems
+
+
+def progress_bar(transient: bool = True) -> Progress:
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console_err,
+        transient=transient,
+    )

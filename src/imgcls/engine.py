@@ -1,0 +1,224 @@
+"""The Classifier: decode -> preprocess -> batch -> run -> softmax -> top-k, on ONNX Runtime.
+
+This is the one code path the CLI, the HTTP server, Ray workers and the video timeline share.
+It never imports torch when verified artifacts exist (the fp32 artifact is built on first use
+when they do not and the export extra is installed).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence, Union
+
+import numpy as np
+from PIL import Image
+
+from imgcls.artifacts import ensure_artifact
+from imgcls.catalog import ModelSpec, default_model_name, resolve_model
+from imgcls.errors import ImgclsError, InputError
+from imgcls.preprocess import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_PIXELS,
+    DecodedImage,
+    InputReport,
+    decode_image,
+    preprocess,
+)
+
+__all__ = ["Classifier", "Prediction", "softmax", "top_k", "ImageInput"]
+
+ImageInput = Union[str, Path, bytes, Image.Image]
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted, dtype=np.float64)
+    return (exp / exp.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+def top_k(probabilities: np.ndarray, k: int) -> list[tuple[int, float]]:
+    k = max(1, min(k, probabilities.shape[-1]))
+    idx = np.argpartition(-probabilities, k - 1)[:k]
+    idx = idx[np.argsort(-probabilities[idx], kind="stable")]
+    return [(int(i), float(probabilities[i])) for i in idx]
+
+
+@dataclass
+class Prediction:
+    """One input's answer, or its error. ``top`` is [(class_index, label, score)] best first."""
+
+    source: str
+    model: str
+    top: list[dict] = field(default_factory=list)
+    input: dict | None = None
+    error: ImgclsError | None = None
+    timing_ms: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self, file_key: str = "file") -> dict:
+        data = {file_key: self.source, "model": self.model}
+        if self.error is not None:
+            data["error"] = self.error.to_dict()
+        else:
+            data["top"] = self.top
+            data["input"] = self.input
+        return data
+
+
+class Classifier:
+    """Classify images with one model at one precision.
+
+    Example:
+        >>> clf = Classifier()                      # default model, fp32
+        >>> clf.predict("cat.jpg")[0].top[0]        # doctest: +SKIP
+        {'class_index': 281, 'label': 'tabby', 'score': 0.83}
+
+    Args:
+        model: catalogue name, imported bundle name, or bundle folder; None = default model.
+        precision: 'fp32' or 'int8' (the INT8 artifact must exist: `imgcls models quantize`).
+        threads: ONNX Runtime intra-op threads (default: all cores available).
+        batch_size: images per model call.
+        max_pixels / max_bytes: decoding caps.
+        draft: allow JPEG draft-mode decoding of large photos (faster; see README).
+    """
+
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        precision: str = "fp32",
+        *,
+        threads: int | None = None,
+        batch_size: int = 8,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        draft: bool = False,
+        build_missing: bool = True,
+    ):
+        from imgcls.runtimes.onnx import OnnxRuntime
+
+        self.spec: ModelSpec = resolve_model(model or default_model_name())
+        self.precision = precision
+        self.batch_size = max(1, batch_size)
+        self.max_pixels, self.max_bytes, self.draft = max_pixels, max_bytes, draft
+        self.artifact_path, self.manifest = ensure_artifact(self.spec, precision, build=build_missing)
+        self.runtime = OnnxRuntime(self.artifact_path, threads=threads)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def labels(self, lang: str = "en") -> tuple[str, ...]:
+        return self.spec.labels(lang)
+
+    # -- the stages, exposed so the server can run them on different threads ----------------
+    def decode(self, data: bytes) -> DecodedImage:
+        return decode_image(data, max_bytes=self.max_bytes, max_pixels=self.max_pixels,
+                            draft_size=self.spec.preprocessing.resize if self.draft else None)
+
+    def to_array(self, image: Image.Image) -> np.ndarray:
+        return preprocess(image, self.spec.preprocessing)
+
+    def probabilities(self, batch: np.ndarray) -> np.ndarray:
+        """float32 NCHW -> softmax probabilities, in model calls of at most ``batch_size``."""
+        outputs = [self.runtime.run(batch[i : i + self.batch_size]) for i in range(0, len(batch), self.batch_size)]
+        return softmax(np.concatenate(outputs) if outputs else np.zeros((0, self.spec.num_classes), np.float32))
+
+    def format_top(self, probabilities: np.ndarray, k: int = 5, lang: str = "en") -> list[dict]:
+        names = self.labels(lang)
+        return [{"class_index": i, "label": names[i], "score": round(p, 6)} for i, p in top_k(probabilities, k)]
+
+    def warm_up(self, max_batch: int = 1) -> None:
+        size = self.spec.preprocessing.crop
+        for n in sorted({1, max_batch}):
+            self.runtime.run(np.zeros((n, 3, size, size), np.float32))
+
+    # -- the convenience API ---------------------------------------------------------------
+    def predict(self, inputs: ImageInput | Sequence[ImageInput], top_k: int = 5, lang: str = "en") -> list[Prediction]:
+        """Classify one input or a list of inputs (paths, bytes or PIL images).
+
+        Unreadable inputs get a Prediction with ``error`` set; they never abort the others.
+        """
+        items = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        return list(self.predict_iter(items, top_k=top_k, lang=lang))
+
+    def predict_iter(self, items: Iterable[ImageInput], top_k: int = 5, lang: str = "en") -> Iterable[Prediction]:
+        pending: list[tuple[Prediction, np.ndarray]] = []
+        for item in items:
+            prediction, array = self._prepare(item)
+            if array is None:
+                yield prediction
+                continue
+            pending.append((prediction, array))
+            if len(pending) >= self.batch_size:
+                yield from self._finish(pending, top_k, lang)
+                pending = []
+        if pending:
+            yield from self._finish(pending, top_k, lang)
+
+    def _prepare(self, item: ImageInput) -> tuple[Prediction, np.ndarray | None]:
+        source = _describe(item)
+        prediction = Prediction(source=source, model=self.name)
+        started = time.perf_counter()
+        try:
+            if isinstance(item, Image.Image):
+                decoded = _from_pil(item)
+            else:
+                data = item if isinstance(item, (bytes, bytearray)) else _read_file(Path(item), self.max_bytes)
+                decoded = self.decode(bytes(data))
+            array = self.to_array(decoded.image)
+        except ImgclsError as exc:
+            prediction.error = exc
+            return prediction, None
+        prediction.input = decoded.report.to_dict()
+        prediction.timing_ms["decode_preprocess"] = round((time.perf_counter() - started) * 1000, 2)
+        return prediction, array
+
+    def _finish(self, pending: list[tuple[Prediction, np.ndarray]], k: int, lang: str) -> list[Prediction]:
+        started = time.perf_counter()
+        probabilities = self.probabilities(np.stack([array for _, array in pending]))
+        per_image = (time.perf_counter() - started) * 1000 / len(pending)
+        for (prediction, _), probs in zip(pending, probabilities):
+            prediction.top = self.format_top(probs, k, lang)
+            prediction.timing_ms["model"] = round(per_image, 2)
+        return [prediction for prediction, _ in pending]
+
+    def close(self) -> None:
+        self.runtime.close()
+
+
+def _describe(item: ImageInput) -> str:
+    if isinstance(item, (str, Path)):
+        return str(item)
+    if isinstance(item, Image.Image):
+        return "<PIL.Image>"
+    return "<bytes>"
+
+
+def _read_file(path: Path, max_bytes: int) -> bytes:
+    from imgcls.errors import PayloadTooLargeError
+
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise PayloadTooLargeError(f"The file is larger than the {max_bytes // (1024 * 1024)} MB limit.")
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise InputError("No such file.") from None
+    except IsADirectoryError:
+        raise InputError("That is a folder, not a file.") from None
+    except PermissionError:
+        raise InputError("Permission denied reading the file.") from None
+    except OSError as exc:
+        raise InputError(f"Could not read the file ({exc.strerror or exc.__class__.__name__}).") from None
+
+
+def _from_pil(image: Image.Image) -> DecodedImage:
+    from imgcls.preprocess import _to_rgb
+
+    report = InputReport(format=image.format or "PIL", width=image.width, height=image.height, mode=image.mode, bytes=0)
+    return DecodedImage(image=_to_rgb(image, report), report=report)

@@ -1,0 +1,329 @@
+"""Safe image decoding and the one preprocessing definition every runtime shares.
+
+Decoding is where untrusted bytes meet C code, so it is strict: the format is decided from the
+content (never the file name or the client's MIME type) against an allow-list, the header's pixel
+count is checked *before* any pixel is decoded, truncated files are errors rather than half-grey
+pictures, and every conversion we make (EXIF rotation, CMYK, palette, alpha, 16-bit, animation)
+is written into a small report that travels with the result.
+
+Preprocessing reproduces TorchVision's ``ResNet18_Weights.IMAGENET1K_V1.transforms()`` on PIL
+images exactly (resize shorter side with PIL's antialiased bilinear, ``int(round(...))`` centre
+crop, float32 ``/255``, ``(x - mean) / std``), checked against real torchvision in the parity tests.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from imgcls.catalog.entries import Preprocessing
+from imgcls.errors import (
+    CorruptImageError,
+    EmptyFileError,
+    ImageTooLargeError,
+    PayloadTooLargeError,
+    UnsupportedMediaError,
+)
+
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "DEFAULT_MAX_PIXELS",
+    "ALLOWED_FORMATS",
+    "InputReport",
+    "DecodedImage",
+    "sniff_format",
+    "decode_image",
+    "preprocess",
+    "resize_and_crop",
+]
+
+DEFAULT_MAX_BYTES = 20 * 1024 * 1024
+# Below Pillow's own bomb limit (89.5 MP), because between 1x and 2x of it Pillow only warns.
+DEFAULT_MAX_PIXELS = 64 * 1024 * 1024
+ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
+_FORMAT_PLUGINS = ALLOWED_FORMATS  # also the `formats=` given to Image.open
+
+# Truncated files must fail, not decode to grey (this is Pillow's default; pin it explicitly).
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+# Magic numbers, checked before Pillow sees the bytes. Order matters (longest/most specific first).
+_ALLOWED_MAGIC = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+)
+_KNOWN_OTHER_MAGIC = (
+    (b"%PDF", "a PDF document"),
+    (b"PK\x03\x04", "a ZIP archive"),
+    (b"PK\x05\x06", "a ZIP archive"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"SIMPLE  =", "a FITS file"),
+    (b"%!PS", "a PostScript/EPS file"),
+    (b"\xc5\xd0\xd3\xc6", "an EPS file"),
+    (b"8BPS", "a Photoshop (PSD) file"),
+    (b"icns", "an Apple icon (ICNS) file"),
+    (b"\x00\x00\x01\x00", "a Windows icon (ICO) file"),
+    (b"\x00\x00\x00\x0cjP  ", "a JPEG 2000 file"),
+    (b"\xff\x4f\xff\x51", "a JPEG 2000 codestream"),
+    (b"qoif", "a QOI image"),
+    (b"\x1aE\xdf\xa3", "a Matroska/WebM video"),
+    (b"OggS", "an Ogg media file"),
+    (b"ID3", "an MP3 audio file"),
+    (b"\x7fELF", "an executable"),
+    (b"MZ", "an executable"),
+)
+
+
+def sniff_format(data: bytes) -> str:
+    """Return the allowed format name for ``data`` or raise UnsupportedMediaError saying what it is."""
+    head = data[:64]
+    for magic, name in _ALLOWED_MAGIC:
+        if head.startswith(magic):
+            return name
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    if head[4:8] == b"ftyp":
+        brand = head[8:12].decode("latin-1")
+        if brand in ("heic", "heix", "hevc", "hevx", "mif1", "msf1", "heim", "heis"):
+            raise UnsupportedMediaError("HEIC/HEIF images are not supported; convert to JPEG or PNG first.")
+        if brand in ("avif", "avis"):
+            raise UnsupportedMediaError("AVIF images are not supported; convert to JPEG or PNG first.")
+        raise UnsupportedMediaError("File is not a supported image (detected: a video or ISO media file).")
+    for magic, name in _KNOWN_OTHER_MAGIC:
+        if head.startswith(magic):
+            raise UnsupportedMediaError(f"File is not a supported image (detected: {name}).")
+    stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if stripped.startswith((b"<svg", b"<?xml", b"<!doctype svg")):
+        raise UnsupportedMediaError("File is not a supported image (detected: SVG/XML; vector images are not supported).")
+    if stripped.startswith((b"<!doctype html", b"<html")):
+        raise UnsupportedMediaError("File is not a supported image (detected: an HTML page).")
+    if _looks_like_text(head):
+        raise UnsupportedMediaError("File is not a supported image (detected: text).")
+    raise UnsupportedMediaError(
+        "File is not a supported image. Supported formats: JPEG, PNG, GIF, WebP, BMP, TIFF."
+    )
+
+
+def _looks_like_text(head: bytes) -> bool:
+    if not head:
+        return False
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return all(b >= 0x20 or b in (0x09, 0x0A, 0x0D) for b in head)
+
+
+@dataclass
+class InputReport:
+    """What we learned and changed while decoding one input (shown to users next to the result)."""
+
+    format: str
+    width: int
+    height: int
+    mode: str
+    bytes: int
+    conversions: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "format": self.format,
+            "width": self.width,
+            "height": self.height,
+            "mode": self.mode,
+            "bytes": self.bytes,
+            "conversions": list(self.conversions),
+        }
+
+
+@dataclass
+class DecodedImage:
+    image: Image.Image  # always RGB, upright
+    report: InputReport
+
+
+def decode_image(
+    data: bytes,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    draft_size: int | None = None,
+) -> DecodedImage:
+    """Decode untrusted bytes into an upright RGB image.
+
+    Args:
+        data: the file's bytes.
+        max_bytes: refuse larger inputs (PayloadTooLargeError).
+        max_pixels: refuse images whose header declares more pixels (ImageTooLargeError),
+            checked before decoding.
+        draft_size: if given, let the JPEG decoder downscale by a power of two while both sides
+            stay at least ``2 * draft_size`` (much faster on big photos; see the benchmark notes).
+
+    Raises:
+        EmptyFileError, PayloadTooLargeError, UnsupportedMediaError, ImageTooLargeError,
+        CorruptImageError.
+    """
+    if not data:
+        raise EmptyFileError("The file is empty.")
+    if len(data) > max_bytes:
+        raise PayloadTooLargeError(f"The file is larger than the {max_bytes // (1024 * 1024)} MB limit.")
+    fmt = sniff_format(data)
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns (not raises) between 1x and 2x its pixel limit; make that an error too.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=[fmt])
+            width, height = image.size
+            if width <= 0 or height <= 0:
+                raise CorruptImageError("The image has no pixels.")
+            if width * height > max_pixels:
+                raise ImageTooLargeError(
+                    f"The image is {width}x{height} pixels; the limit is {max_pixels // 1_000_000} megapixels."
+                )
+            report = InputReport(format=fmt, width=width, height=height, mode=image.mode, bytes=len(data))
+            if getattr(image, "is_animated", False):
+                report.conversions.append("animated image: first frame used")
+            if draft_size and fmt == "JPEG":
+                _apply_draft(image, draft_size, report)
+            image.load()
+            image = _apply_exif_orientation(image, report)
+            image = _to_rgb(image, report)
+    except (ImageTooLargeError, CorruptImageError, UnsupportedMediaError):
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageTooLargeError(f"The image has too many pixels (limit {max_pixels // 1_000_000} megapixels).") from None
+    except UnidentifiedImageError:
+        raise CorruptImageError(f"The file looks like {fmt} but could not be decoded (corrupt image).") from None
+    except (OSError, SyntaxError, ValueError, IndexError, TypeError, struct_error(), EOFError, MemoryError) as exc:
+        if "truncated" in str(exc).lower():
+            raise CorruptImageError("The image file is truncated (corrupt image).") from None
+        raise CorruptImageError(f"The {fmt} file is corrupt and could not be decoded (corrupt image).") from None
+    return DecodedImage(image=image, report=report)
+
+
+def struct_error():
+    import struct
+
+    return struct.error
+
+
+def _apply_draft(image: Image.Image, draft_size: int, report: InputReport) -> None:
+    width, height = image.size
+    # Keep the shorter side >= 2x the resize target so the antialiased resize still has real detail.
+    scale = 1
+    while scale < 8 and min(width, height) // (scale * 2) >= 2 * draft_size:
+        scale *= 2
+    if scale > 1:
+        image.draft("RGB", (width // scale, height // scale))
+        report.conversions.append(f"decoded at 1/{scale} scale (JPEG draft mode)")
+
+
+def _apply_exif_orientation(image: Image.Image, report: InputReport) -> Image.Image:
+    try:
+        orientation = image.getexif().get(0x0112, 1)
+    except Exception:  # corrupt EXIF must not cost the user the classification
+        report.conversions.append("EXIF data unreadable; orientation left as stored")
+        return image
+    if orientation in (2, 3, 4, 5, 6, 7, 8):
+        try:
+            rotated = ImageOps.exif_transpose(image)
+        except Exception:
+            report.conversions.append("EXIF data unreadable; orientation left as stored")
+            return image
+        if rotated is not None:
+            report.conversions.append(f"rotated per EXIF orientation {orientation}")
+            return rotated
+    return image
+
+
+def _to_rgb(image: Image.Image, report: InputReport) -> Image.Image:
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        arr = np.asarray(image)
+        if mode == "I" and arr.size and int(arr.max()) <= 255 and int(arr.min()) >= 0:
+            scaled = arr.astype(np.uint8)
+            report.conversions.append("converted from 32-bit greyscale")
+        else:
+            scaled = np.clip(np.rint(arr.astype(np.float64) / 257.0), 0, 255).astype(np.uint8)
+            report.conversions.append("converted from 16-bit greyscale")
+        return Image.fromarray(scaled, "L").convert("RGB")
+    if mode == "F":
+        arr = np.asarray(image, dtype=np.float64)
+        top = 1.0 if arr.size and float(np.nanmax(arr)) <= 1.0 else 255.0
+        scaled = np.clip(np.nan_to_num(arr) * (255.0 / top), 0, 255).round().astype(np.uint8)
+        report.conversions.append("converted from floating-point greyscale")
+        return Image.fromarray(scaled, "L").convert("RGB")
+    if mode == "P":
+        has_alpha = "transparency" in image.info or image.palette is not None and image.palette.mode == "RGBA"
+        image = image.convert("RGBA" if has_alpha else "RGB")
+        report.conversions.append("converted from palette")
+        if not has_alpha:
+            return image
+        mode = "RGBA"
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        # Deterministic composite on white: what a viewer shows for a transparent background.
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        report.conversions.append("transparency flattened onto white")
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if mode == "CMYK":
+        report.conversions.append("converted from CMYK")
+    elif mode in ("L", "1"):
+        report.conversions.append("converted from greyscale" if mode == "L" else "converted from 1-bit black and white")
+    else:
+        report.conversions.append(f"converted from {mode}")
+    return image.convert("RGB")
+
+
+def resize_and_crop(image: Image.Image, pp: Preprocessing) -> Image.Image:
+    """Resize the shorter side to ``pp.resize`` then centre-crop ``pp.crop``, as torchvision does.
+
+    For extreme aspect ratios (a 1x65535 strip would become 256 x 16.7 million pixels) only the
+    region that survives the crop is resampled, via PIL's ``box`` argument; ordinary photos take
+    the exact torchvision path.
+    """
+    width, height = image.size
+    if width <= height:
+        new_w, new_h = pp.resize, int(pp.resize * height / width)
+    else:
+        new_w, new_h = int(pp.resize * width / height), pp.resize
+    new_w, new_h = max(new_w, 1), max(new_h, 1)
+    top = int(round((new_h - pp.crop) / 2.0))
+    left = int(round((new_w - pp.crop) / 2.0))
+    if new_w < pp.crop or new_h < pp.crop:
+        resized = image.resize((new_w, new_h), Image.BILINEAR)
+        return _pad_crop(resized, pp.crop)
+    if max(new_w, new_h) > 8 * pp.resize:
+        sx, sy = width / new_w, height / new_h
+        box = (left * sx, top * sy, (left + pp.crop) * sx, (top + pp.crop) * sy)
+        return image.resize((pp.crop, pp.crop), Image.BILINEAR, box=box)
+    resized = image.resize((new_w, new_h), Image.BILINEAR) if (new_w, new_h) != (width, height) else image
+    return resized.crop((left, top, left + pp.crop, top + pp.crop))
+
+
+def _pad_crop(image: Image.Image, crop: int) -> Image.Image:
+    # Only reachable when resize < crop, which no catalogue entry does; torchvision pads with 0.
+    canvas = Image.new("RGB", (max(crop, image.width), max(crop, image.height)))
+    canvas.paste(image, ((canvas.width - image.width) // 2, (canvas.height - image.height) // 2))
+    left, top = (canvas.width - crop) // 2, (canvas.height - crop) // 2
+    return canvas.crop((left, top, left + crop, top + crop))
+
+
+def preprocess(image: Image.Image, pp: Preprocessing) -> np.ndarray:
+    """RGB PIL image -> float32 CHW array, normalised per ``pp``."""
+    cropped = resize_and_crop(image, pp)
+    arr = np.asarray(cropped, dtype=np.uint8).astype(np.float32) / np.float32(255.0)
+    mean = np.asarray(pp.mean, dtype=np.float32)
+    std = np.asarray(pp.std, dtype=np.float32)
+    arr = (arr - mean) / std
+    return np.ascontiguousarray(arr.transpose(2, 0, 1))

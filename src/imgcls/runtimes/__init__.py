@@ -1,0 +1,31 @@
+"""Runtimes behind one small interface: ``run(batch) -> logits`` and ``close()``.
+
+ONNX Runtime serves; PyTorch is the reference (parity, export, training). Each imports its
+library lazily, so the serving path never imports torch.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+__all__ = ["Runtime", "default_threads"]
+
+
+class Runtime(Protocol):
+    name: str
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """float32 NCHW batch -> float32 logits (N, num_classes)."""
+
+    def close(self) -> None: ...
+
+
+def default_threads() -> int:
+    import os
+
+    env = os.environ.get("IMGCLS_THREADS")
+    if env:
+        return max(1, int(env))
+    return max(1, min(len(os.sched_getaffinity(0)), 8))

@@ -1,0 +1,87 @@
+"""Shared fixtures: the shared dev photos, a persistent test model store, small generated images."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("IMGCLS_SHARED", ROOT.parent / "shared"))
+DEV_DIR = SHARED / "data" / "imagenet-samples" / "dev"
+ARTIFACTS_DIR = ROOT / "test-artifacts"
+
+# One model store for the whole suite, kept between runs (git-ignored): exporting and quantising
+# are the slow parts, and their verified results are keyed by weights hash, so reuse is safe.
+TEST_HOME = Path(os.environ.get("IMGCLS_TEST_HOME", ROOT / ".cache" / "test-home"))
+os.environ["IMGCLS_HOME"] = str(TEST_HOME)
+TEST_HOME.mkdir(parents=True, exist_ok=True)
+
+
+def dev_photos_or_skip() -> Path:
+    if not (DEV_DIR / "labels.csv").is_file():
+        pytest.skip(f"shared dev photos not found at {DEV_DIR} (clone with ../shared beside the project)")
+    return DEV_DIR
+
+
+@pytest.fixture(scope="session")
+def dev_dir() -> Path:
+    return dev_photos_or_skip()
+
+
+@pytest.fixture(scope="session")
+def dev_labels(dev_dir: Path) -> dict[str, int]:
+    with (dev_dir / "labels.csv").open(newline="") as handle:
+        return {row["file"]: int(row["class_index"]) for row in csv.DictReader(handle)}
+
+
+@pytest.fixture(scope="session")
+def imgcls_home() -> Path:
+    return TEST_HOME
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    ARTIFACTS_DIR.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS_DIR
+
+
+@pytest.fixture(scope="session")
+def lite0_fp32(imgcls_home):
+    """The embedded model's verified fp32 artifact (exported once per store)."""
+    from imgcls.artifacts import ensure_artifact
+    from imgcls.catalog import resolve_model
+
+    spec = resolve_model("efficientnet_lite0")
+    return ensure_artifact(spec, "fp32")
+
+
+@pytest.fixture(scope="session")
+def lite0_int8(lite0_fp32, dev_dir):
+    """INT8 artifact calibrated on the even-numbered dev photos, verified on the odd ones."""
+    from imgcls.artifacts import find_artifact, quantize_int8
+    from imgcls.catalog import resolve_model
+    from imgcls.errors import ImgclsError
+
+    spec = resolve_model("efficientnet_lite0")
+    try:
+        return find_artifact(spec, "int8")
+    except ImgclsError:
+        photos = sorted(dev_dir.glob("*.JPEG"))
+        quantize_int8(spec, photos[::2], photos[1::2])
+        return find_artifact(spec, "int8")
+
+
+def png_bytes(image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def jpeg_bytes(image, **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=90, **kwargs)
+    return buffer.getvalue()
