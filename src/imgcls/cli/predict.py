@@ -49,10 +49,11 @@ def predict(
     output_format: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f", help="table, json or csv."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write results to this file instead of stdout (.parquet/.csv/.jsonl with --engine ray)."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, max=256, help="Images per model call."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="ONNX Runtime threads (default: all cores)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="ONNX Runtime threads (default: all cores; with --engine ray: per actor, default 1)."),
     engine: Engine = typer.Option(Engine.local, "--engine", help="local (this process) or ray (Ray Data; pip install 'imgcls[ray]')."),
     actors: int = typer.Option(1, "--actors", min=1, help="[ray] inference actors."),
     address: Optional[str] = typer.Option(None, "--address", help="[ray] join an existing Ray cluster (default: start a local one)."),
+    part_rows: int = typer.Option(512, "--part-rows", min=1, help="[ray] results per part file: how much a crashed run can lose before resuming."),
 ) -> None:
     """Classify images. Unreadable files are reported and skipped; they never abort the run.
 
@@ -62,7 +63,8 @@ def predict(
         from imgcls.distributed import predict_with_ray
 
         code = predict_with_ray(paths, model=model, precision=precision.value, top_k=top_k, lang=lang.value,
-                                output=output, batch_size=batch_size, actors=actors, address=address)
+                                output=output, batch_size=batch_size, actors=actors, address=address,
+                                threads=threads, part_rows=part_rows)
         raise typer.Exit(code)
 
     from imgcls.engine import Classifier

@@ -1,0 +1,509 @@
+"""Batch classification on Ray Data: `imgcls predict SOURCE --engine ray --output results.parquet`.
+
+The pipeline, one Ray Data dataset streamed end to end::
+
+    paths (driver) -> read bytes + decode + preprocess (stateless tasks, spread over the cluster)
+                   -> ONNX inference (actor pool; each actor loads the verified artifact once)
+                   -> result rows streamed back to the driver -> part files -> one merged output
+
+Guarantees:
+
+* An unreadable file becomes a row with ``error`` set; it never aborts the job.
+* Results are written every ``part_rows`` images (or every ``PART_SECONDS``) as part files in
+  ``<output>.parts/`` — each written to a temporary name and renamed, so a killed run leaves only
+  whole parts. The final output is written the same way (temp file, then rename).
+* Re-running on the same output skips paths already classified successfully by the same model
+  (existing output and leftover parts both count); error rows are retried.
+* Ray is optional (``pip install 'imgcls[ray]'``): this module imports ray and pyarrow only inside
+  functions, so importing it — or anything else in imgcls — never needs them.
+
+Output columns: path (str), model (str), top_indices (list<int64>), top_labels (list<str>),
+top_scores (list<float64>, rounded to 6 decimals as the single-process engine does), error (str|null).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from imgcls.catalog.entries import Preprocessing
+from imgcls.errors import ImgclsError, InputError
+
+__all__ = [
+    "FORMATS",
+    "RESULT_COLUMNS",
+    "InferenceActor",
+    "decode_batch",
+    "list_sources",
+    "merge_rows",
+    "parts_dir",
+    "predict_with_ray",
+    "read_results",
+    "write_results",
+]
+
+FORMATS = (".parquet", ".csv", ".jsonl")
+RESULT_COLUMNS = ("path", "model", "top_indices", "top_labels", "top_scores", "error")
+LIST_FILE_SUFFIXES = {".txt", ".lst", ".list"}
+DEFAULT_PART_ROWS = 512
+ACTOR_MEMORY = 512 * 1024 * 1024
+PART_SECONDS = 30.0  # flush a part at least this often, so a killed run loses at most ~30 s of work
+RAY_MISSING = "Ray is not installed. Install the extra: pip install 'imgcls[ray]'"
+
+
+# --- inputs -----------------------------------------------------------------------------------
+def list_sources(sources: list[str]) -> tuple[list[str], list[str]]:
+    """Expand folders (recursively, image suffixes), globs, files and list files into absolute paths.
+
+    A list file is a ``.txt``/``.lst``/``.list`` file with one path per line (blank lines and
+    lines starting with ``#`` ignored); relative entries are relative to the list file's folder.
+    Paths stay absolute but unresolved (symlinks kept) because the ``path`` column is the key that
+    resume matches on, and every node of a cluster must be able to open it.
+
+    Returns:
+        (paths, problems): unique paths in order, and inputs that matched nothing.
+    """
+    from imgcls.cli._common import expand_inputs
+
+    expanded, problems = [], []
+    for source in sources:
+        path = Path(source).expanduser()
+        if path.is_file() and path.suffix.lower() in LIST_FILE_SUFFIXES:
+            try:
+                lines = path.read_text(encoding="utf-8").splitlines()
+            except (OSError, UnicodeDecodeError) as exc:
+                problems.append(f"{source}: cannot read the list file ({exc.__class__.__name__})")
+                continue
+            entries = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+            if not entries:
+                problems.append(f"{source}: the list file has no paths")
+            expanded.extend(str(path.parent / Path(entry).expanduser()) for entry in entries)
+        else:
+            files, found_problems = expand_inputs([source])
+            expanded.extend(str(f) for f in files)
+            problems.extend(found_problems)
+    seen: set[str] = set()
+    unique = []
+    for text in expanded:
+        absolute = os.path.abspath(text)
+        if absolute not in seen:
+            seen.add(absolute)
+            unique.append(absolute)
+    return unique, problems
+
+
+# --- the two pipeline stages (module level so Ray pickles them by reference) -------------------
+def decode_batch(batch: dict, preprocessing: Preprocessing, max_bytes: int, max_pixels: int) -> dict:
+    """Ray Data task: paths -> float32 CHW arrays, with a per-row error message instead of raising."""
+    from imgcls.engine import _read_file
+    from imgcls.preprocess import decode_image, preprocess
+
+    size = preprocessing.crop
+    paths = [str(p) for p in batch["path"]]
+    arrays = np.zeros((len(paths), 3, size, size), np.float32)
+    errors = []
+    for i, path in enumerate(paths):
+        try:
+            data = _read_file(Path(path), max_bytes)
+            arrays[i] = preprocess(decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels).image,
+                                   preprocessing)
+            errors.append("")
+        except ImgclsError as exc:
+            errors.append(exc.message)
+        except Exception as exc:  # one odd file must never cost the job; say what kind of failure
+            errors.append(f"Could not decode the file ({exc.__class__.__name__}).")
+    # "" rather than None keeps the column a plain string column across blocks.
+    return {"path": np.asarray(paths, dtype=object), "array": arrays, "error": np.asarray(errors, dtype=object)}
+
+
+class InferenceActor:
+    """Ray Data actor: loads the verified ONNX artifact once, then classifies batches.
+
+    The artifact is opened from ``artifact_path`` when that file exists on this node with the
+    manifest's checksum; otherwise (a node without the driver's model store) its bytes are fetched
+    once from the object store (``artifact_ref``) into a local cache file.
+    """
+
+    def __init__(self, artifact_path: str, artifact_sha256: str, artifact_ref, model_name: str,
+                 labels: tuple[str, ...], k: int, threads: int):
+        from imgcls.runtimes.onnx import OnnxRuntime
+
+        path = _local_artifact(Path(artifact_path), artifact_sha256, artifact_ref)
+        self.runtime = OnnxRuntime(path, threads=threads)
+        self.model_name, self.labels, self.k = model_name, labels, k
+
+    def __call__(self, batch: dict):
+        import pyarrow as pa
+
+        from imgcls.engine import softmax, top_k
+
+        errors = [str(e) for e in batch["error"]]
+        ok = [i for i, e in enumerate(errors) if not e]
+        probabilities = softmax(self.runtime.run(batch["array"][ok])) if ok else None
+        tops: dict[int, list[tuple[int, float]]] = {}
+        for row, probs in zip(ok, probabilities if probabilities is not None else []):
+            tops[row] = top_k(probs, self.k)
+        columns = {name: [] for name in RESULT_COLUMNS}
+        for i, path in enumerate(batch["path"]):
+            top = tops.get(i, [])
+            columns["path"].append(str(path))
+            columns["model"].append(self.model_name)
+            columns["top_indices"].append([index for index, _ in top])
+            columns["top_labels"].append([self.labels[index] for index, _ in top])
+            # Same rounding as Classifier.format_top, so both engines print the same numbers.
+            columns["top_scores"].append([round(score, 6) for _, score in top])
+            columns["error"].append(errors[i] or None)
+        return pa.table(columns, schema=result_schema())
+
+
+def _local_artifact(path: Path, sha256: str, ref) -> Path:
+    from imgcls.catalog.store import sha256_file
+
+    if path.is_file() and sha256_file(path) == sha256:
+        return path
+    cache = Path(tempfile.gettempdir()) / "imgcls-artifacts"
+    cache.mkdir(parents=True, exist_ok=True)
+    target = cache / f"{sha256}.onnx"
+    if not (target.is_file() and sha256_file(target) == sha256):
+        import ray
+
+        data = ray.get(ref)
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise ImgclsError("The model artifact received from the driver is corrupt.")
+        tmp = cache / f".{sha256}.{os.getpid()}.tmp"
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+    return target
+
+
+# --- results on disk ---------------------------------------------------------------------------
+def result_schema():
+    import pyarrow as pa
+
+    return pa.schema([
+        ("path", pa.string()), ("model", pa.string()), ("top_indices", pa.list_(pa.int64())),
+        ("top_labels", pa.list_(pa.string())), ("top_scores", pa.list_(pa.float64())), ("error", pa.string()),
+    ])
+
+
+def parts_dir(output: Path) -> Path:
+    return output.with_name(output.name + ".parts")
+
+
+def read_results(path: Path) -> list[dict]:
+    """Rows of a results file written by `write_results` (any of the three formats).
+
+    Raises:
+        InputError: the file exists but is not a results file we can read.
+    """
+    import pyarrow.parquet as pq
+
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            return pq.read_table(path).select(list(RESULT_COLUMNS)).to_pylist()
+        text = path.read_text(encoding="utf-8")
+        if suffix == ".jsonl":
+            return [_normalise(json.loads(line)) for line in text.splitlines() if line.strip()]
+        import csv
+        import io
+
+        rows = []
+        for record in csv.DictReader(io.StringIO(text, newline="")):
+            for column in ("top_indices", "top_labels", "top_scores"):
+                record[column] = json.loads(record[column] or "[]")
+            rows.append(_normalise(record))
+        return rows
+    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise InputError(f"The existing output {path.name} cannot be read as imgcls results ({exc.__class__.__name__}); "
+                         "delete it or choose another --output.") from None
+    except Exception as exc:  # pyarrow's own errors (ArrowInvalid, ...) on a damaged file
+        raise InputError(f"The existing output {path.name} is damaged ({exc.__class__.__name__}); "
+                         "delete it or choose another --output.") from None
+
+
+def _normalise(record: dict) -> dict:
+    return {
+        "path": str(record["path"]), "model": str(record["model"]),
+        "top_indices": [int(i) for i in record["top_indices"]],
+        "top_labels": [str(label) for label in record["top_labels"]],
+        "top_scores": [float(s) for s in record["top_scores"]],
+        "error": record.get("error") or None,
+    }
+
+
+def write_results(rows: list[dict], path: Path) -> None:
+    """Write rows in the format the suffix names, atomically (temporary file, then rename)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    suffix = path.suffix.lower()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        if suffix == ".parquet":
+            pq.write_table(pa.Table.from_pylist(rows, schema=result_schema()), tmp)
+        elif suffix == ".jsonl":
+            with tmp.open("w", encoding="utf-8") as handle:
+                for row in rows:
+                    handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        else:
+            import csv
+
+            with tmp.open("w", encoding="utf-8", newline="") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(RESULT_COLUMNS)
+                for row in rows:
+                    writer.writerow([row["path"], row["model"], json.dumps(row["top_indices"]),
+                                     json.dumps(row["top_labels"], ensure_ascii=False),
+                                     json.dumps(row["top_scores"]), row["error"] or ""])
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def merge_rows(*row_lists: list[dict]) -> list[dict]:
+    """Merge result rows, oldest list first: one row per path, sorted by path.
+
+    A newer row replaces an older one, except that a newer error never replaces an older
+    success of the same model (a file deleted after it was classified keeps its result).
+    """
+    merged: dict[str, dict] = {}
+    for rows in row_lists:
+        for row in rows:
+            old = merged.get(row["path"])
+            if old and row["error"] and not old["error"] and old["model"] == row["model"]:
+                continue
+            merged[row["path"]] = row
+    return [merged[path] for path in sorted(merged)]
+
+
+def _done(rows: list[dict], model: str, k: int) -> set[str]:
+    """Paths that need no more work: classified without error by this model with this top-k."""
+    return {r["path"] for r in rows if not r["error"] and r["model"] == model and len(r["top_indices"]) == k}
+
+
+def _read_parts(folder: Path) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    rows: list[dict] = []
+    for part in sorted(folder.glob("part-*.parquet")):
+        try:
+            rows.extend(pq.read_table(part).to_pylist())
+        except Exception:  # a part is renamed into place whole, so this is outside damage: redo it
+            continue
+    return rows
+
+
+class _PartWriter:
+    """Buffers result rows and writes them as whole parquet part files."""
+
+    def __init__(self, folder: Path, rows_per_part: int):
+        self.folder, self.rows_per_part = folder, rows_per_part
+        self.buffer: list = []
+        self.buffered = 0
+        self.run_id = f"{time.time_ns()}"
+        self.count = 0
+        self.last_flush = time.monotonic()
+
+    def add(self, table) -> None:
+        self.buffer.append(table)
+        self.buffered += table.num_rows
+        if self.buffered >= self.rows_per_part or time.monotonic() - self.last_flush >= PART_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self.last_flush = time.monotonic()
+        if not self.buffered:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        name = f"part-{self.run_id}-{self.count:06d}.parquet"
+        tmp = self.folder / f".{name}.tmp"
+        pq.write_table(pa.concat_tables(self.buffer), tmp)
+        os.replace(tmp, self.folder / name)
+        self.count += 1
+        self.buffer, self.buffered = [], 0
+
+
+# --- the driver --------------------------------------------------------------------------------
+def predict_with_ray(paths: list[str], model: str | None = None, precision: str = "fp32", top_k: int = 5,
+                     lang: str = "en", output: Path | None = None, batch_size: int = 8, actors: int = 1,
+                     address: str | None = None, threads: int | None = None,
+                     part_rows: int = DEFAULT_PART_ROWS) -> int:
+    """Classify ``paths`` (files, folders, globs, list files) on Ray Data into ``output``.
+
+    Args:
+        paths: inputs as given on the command line.
+        model / precision / top_k / lang: as for the local engine.
+        output: results file; .parquet, .csv or .jsonl. Required. Existing results are resumed.
+        batch_size: images per model call inside an inference actor.
+        actors: inference actors (each loads the model once and uses ``threads`` cores).
+        address: an existing cluster (``ray://host:10001`` or ``host:6379``); None starts a local one.
+        threads: ONNX Runtime threads per actor, also the CPUs each actor reserves (default 1).
+        part_rows: results per part file, the granularity of resuming after a crash.
+
+    Returns:
+        Exit code: 0 every listed file classified, 1 some failed, 2 none / bad usage, 3 model problem.
+    """
+    from imgcls.cli._common import console_err
+
+    try:
+        return _predict(paths, model, precision, top_k, lang, output, batch_size, actors, address,
+                        threads or 1, max(1, part_rows))
+    except ImgclsError as exc:
+        from rich.markup import escape
+
+        console_err.print(f"[bold red]Error:[/] {escape(exc.message)}")
+        return exc.exit_code
+
+
+def _predict(paths, model, precision, top_k, lang, output, batch_size, actors, address, threads, part_rows) -> int:
+    from rich.markup import escape
+
+    from imgcls.artifacts import ensure_artifact
+    from imgcls.catalog import default_model_name, resolve_model
+    from imgcls.cli._common import console_err
+
+    if output is None:
+        raise InputError(f"--engine ray needs --output FILE ({', '.join(FORMATS)}).")
+    output = Path(output).expanduser().absolute()
+    if output.suffix.lower() not in FORMATS:
+        raise InputError(f"Unsupported output format '{output.suffix or output.name}'; use {', '.join(FORMATS)}.")
+    if not output.parent.is_dir():
+        raise InputError(f"The output folder {output.parent} does not exist.")
+    _import_ray()  # fail early and clearly, before any listing work
+
+    spec = resolve_model(model or default_model_name())
+    k = max(1, min(top_k, spec.num_classes))
+    # Resolve (never build) the verified artifact here, once, so actors only ever open it.
+    artifact_path, manifest = ensure_artifact(spec, precision, build=False)
+
+    files, problems = list_sources(paths)
+    for problem in problems:
+        console_err.print(f"[yellow]Warning:[/] {escape(problem)}")
+    if not files:
+        raise InputError("No input files found.")
+
+    existing = read_results(output) if output.exists() else []
+    folder = parts_dir(output)
+    done = _done(merge_rows(existing, _read_parts(folder)), spec.name, k)
+    pending = [p for p in files if p not in done]
+    console_err.print(f"{len(files)} files: {len(files) - len(pending)} already classified, "
+                      f"{len(pending)} to classify with {spec.name} ({precision}) on Ray.")
+    if pending:
+        _run_pipeline(pending, spec, artifact_path, manifest, k, lang, batch_size, actors, address, threads,
+                      _PartWriter(folder, part_rows))
+
+    final = merge_rows(existing, _read_parts(folder))
+    write_results(final, output)
+    _remove_parts(folder)
+    listed = set(files)
+    rows = [r for r in final if r["path"] in listed]
+    failed = [r for r in rows if r["error"]]
+    for row in failed[:20]:
+        console_err.print(f"[yellow]Skipped[/] {escape(row['path'])}: {escape(row['error'])}")
+    if len(failed) > 20:
+        console_err.print(f"[yellow]... and {len(failed) - 20} more unreadable files (see the error column).[/]")
+    console_err.print(f"Wrote {len(final)} results to {escape(str(output))} "
+                      f"({len(rows) - len(failed)} classified, {len(failed)} unreadable).")
+    return 0 if not failed else (1 if len(failed) < len(rows) else 2)
+
+
+def _import_ray():
+    # No usage-stats call home: imgcls never talks to the network at run time.
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise InputError(RAY_MISSING) from None
+    return ray
+
+
+def _start_ray(address: str | None, actors: int, threads: int) -> None:
+    import logging
+
+    ray = _import_ray()
+    quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
+    if address:
+        try:
+            ray.init(address=address, **quiet)
+        except Exception as exc:  # ConnectionError, RuntimeError, ValueError depending on the address form
+            raise InputError(f"Could not join the Ray cluster at {address}: {exc}") from None
+        return
+    # A local cluster sized to this machine, plus one logical CPU so decoding tasks can always
+    # be scheduled next to the actors (on a 2-core box they share the cores either way).
+    cpus = max(os.cpu_count() or 1, actors * threads + 1)
+    ray.init(num_cpus=cpus, include_dashboard=False, object_store_memory=1 << 30, **quiet)
+
+
+def _run_pipeline(pending, spec, artifact_path, manifest, k, lang, batch_size, actors, address, threads, writer):
+    import logging
+
+    from imgcls.cli._common import console_err, progress_bar
+    from imgcls.preprocess import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
+
+    ray = _import_ray()
+    _start_ray(address, actors, threads)
+    try:
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = False  # ours is on stderr below
+        context.print_on_execution_start = False
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
+        # Remote nodes may not share the driver's model store: ship the artifact through the
+        # object store (fetched only by actors that cannot find the file locally).
+        artifact_ref = ray.put(Path(artifact_path).read_bytes()) if address else None
+        # Small blocks (~32 paths) so work spreads over every decoder and actor from the start.
+        blocks = min(len(pending), max(4 * actors, len(pending) // 32))
+        dataset = ray.data.from_items([{"path": p} for p in pending], override_num_blocks=blocks)
+        dataset = dataset.map_batches(
+            decode_batch, batch_size=None, batch_format="numpy", num_cpus=1,  # one block per task
+            fn_kwargs={"preprocessing": spec.preprocessing, "max_bytes": DEFAULT_MAX_BYTES,
+                       "max_pixels": DEFAULT_MAX_PIXELS})
+        dataset = dataset.map_batches(
+            InferenceActor, batch_size=batch_size, batch_format="numpy", num_cpus=threads,
+            compute=ray.data.ActorPoolStrategy(size=actors),
+            # The session, its arena and a few batches in flight. Reserving it also keeps Ray Data
+            # from fusing decoding into the actors (fusion needs equal remote args), so decoding
+            # stays in the task pool, spread over every node's CPUs.
+            memory=ACTOR_MEMORY,
+            fn_constructor_kwargs={"artifact_path": str(artifact_path), "artifact_sha256": manifest["sha256"],
+                                   "artifact_ref": artifact_ref, "model_name": spec.name,
+                                   "labels": spec.labels(lang), "k": k, "threads": threads})
+        with progress_bar(transient=False) as bar:
+            task = bar.add_task(f"Classifying on Ray ({actors} actor{'s' * (actors > 1)})", total=len(pending))
+            try:
+                for table in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+                    writer.add(table)
+                    bar.advance(task, table.num_rows)
+            finally:
+                writer.flush()  # Ctrl-C or a crash still keeps every finished row
+    except ImgclsError:
+        raise
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:
+        console_err.print(f"[red]The Ray job failed:[/] {exc.__class__.__name__}: {str(exc)[:500]}")
+        console_err.print("Finished results are kept; re-run the same command to resume.")
+        raise ImgclsError("The Ray job failed; re-run to resume from the saved parts.") from None
+    finally:
+        ray.shutdown()
+
+
+def _remove_parts(folder: Path) -> None:
+    if not folder.is_dir():
+        return
+    for part in folder.iterdir():
+        part.unlink(missing_ok=True)
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
