@@ -13,7 +13,9 @@ import typer
 
 from imgcls.cli import models as models_cmd
 from imgcls.cli import predict as predict_cmd
-from imgcls.cli._common import console_err, fail
+from rich.markup import escape
+
+from imgcls.cli._common import console_err
 from imgcls.errors import ImgclsError
 
 __all__ = ["app", "main"]
@@ -45,7 +47,8 @@ def main() -> None:
     try:
         app()
     except ImgclsError as exc:
-        fail(exc.message, exc.exit_code)
+        console_err.print(f"[bold red]Error:[/] {escape(exc.message)}")
+        sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         console_err.print("[yellow]Interrupted.[/]")
         sys.exit(130)
