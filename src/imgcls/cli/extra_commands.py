@@ -6,4 +6,5 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    from imgcls.cli.serve import serve; app.command("serve")(serve)  # noqa: E702
+    from imgcls.cli.video import video; app.command("video")(video)  # noqa: E702

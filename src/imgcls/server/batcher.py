@@ -1,0 +1,181 @@
+"""Server-side micro-batching: images from concurrent requests share one model call.
+
+Each served (model, precision) has one ``MicroBatcher``:
+
+* **admission** (``admit(n)``) reserves room for a request's n images *before* any decoding
+  work starts; the room is the bounded queue (``max_queue`` images decoding, waiting or in the
+  model). No room -> ``OverloadedError`` (503 + Retry-After), so overload never turns into
+  unbounded memory or latency. An idle batcher always admits one request, however large.
+* **gathering**: one worker task takes the first waiting image, then collects more until it has
+  ``max_batch`` or ``max_wait_ms`` has passed. Under load the queue fills while the model runs,
+  so batches form without waiting at all; at low load a lone image waits at most max_wait.
+* **running**: the model call runs on a dedicated thread (ONNX Runtime releases the GIL), so
+  the event loop keeps accepting uploads and the decode threads keep preparing the next images.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from imgcls.errors import OverloadedError
+
+__all__ = ["MicroBatcher", "BatchResult"]
+
+
+@dataclass
+class BatchResult:
+    probabilities: np.ndarray  # this image's row
+    queue_ms: float  # submit -> its model call started
+    model_ms: float  # duration of the model call it was part of
+    batch_size: int
+
+
+@dataclass
+class _Item:
+    array: np.ndarray
+    future: asyncio.Future
+    enqueued: float
+
+
+class MicroBatcher:
+    """Gather single images into batches for ``run_batch`` (float32 NCHW -> probabilities).
+
+    Args:
+        name: for thread names and metric labels.
+        run_batch: the blocking model call; runs on this batcher's own thread.
+        max_batch: images per call.
+        max_wait_ms: how long the first image of a batch waits for others.
+        max_queue: images admitted at once (see module docstring).
+        observe: optional callback(event, value) for metrics: "batch_size", "model_s",
+            "queue_s", "depth".
+    """
+
+    def __init__(
+        self,
+        name: str,
+        run_batch: Callable[[np.ndarray], np.ndarray],
+        *,
+        max_batch: int = 8,
+        max_wait_ms: float = 3.0,
+        max_queue: int = 64,
+        observe: Callable[[str, float], None] | None = None,
+    ):
+        if max_batch < 1 or max_queue < 1 or max_wait_ms < 0:
+            raise ValueError("max_batch and max_queue must be >= 1 and max_wait_ms >= 0")
+        self.name = name
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_ms / 1000.0
+        self.max_queue = max_queue
+        self._run_batch = run_batch
+        self._observe = observe or (lambda event, value: None)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"imgcls-model-{name}")
+        self._queue: asyncio.Queue[_Item] | None = None
+        self._worker: asyncio.Task | None = None
+        self._admitted = 0
+        self.calls = 0
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the worker on the running event loop."""
+        if self._worker is None:
+            self._queue = asyncio.Queue()
+            self._worker = asyncio.get_running_loop().create_task(self._work(), name=f"batcher-{self.name}")
+
+    async def close(self) -> None:
+        """Stop the worker; images still waiting fail with OverloadedError (the server is stopping)."""
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+            self._worker = None
+        while self._queue is not None and not self._queue.empty():
+            item = self._queue.get_nowait()
+            if not item.future.done():
+                item.future.set_exception(OverloadedError("The server is shutting down."))
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    # -- admission ----------------------------------------------------------------------------
+    @property
+    def depth(self) -> int:
+        """Images admitted and not yet finished."""
+        return self._admitted
+
+    def has_room(self, n: int = 1) -> bool:
+        return self._admitted == 0 or self._admitted + n <= self.max_queue
+
+    @contextlib.contextmanager
+    def admit(self, n: int):
+        """Reserve room for ``n`` images for the duration of the block.
+
+        Raises:
+            OverloadedError: the queue has no room for them.
+        """
+        if not self.has_room(n):
+            raise OverloadedError("The server is busy; try again shortly.")
+        self._admitted += n
+        self._observe("depth", self._admitted)
+        try:
+            yield
+        finally:
+            self._admitted -= n
+            self._observe("depth", self._admitted)
+
+    # -- batching -----------------------------------------------------------------------------
+    async def submit(self, array: np.ndarray) -> BatchResult:
+        """Queue one preprocessed image (CHW float32) and wait for its probabilities."""
+        if self._worker is None or self._queue is None:
+            raise OverloadedError("The model is not running.")
+        future = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Item(array, future, time.perf_counter()))
+        return await future
+
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        assert self._queue is not None
+        while True:
+            batch = [await self._queue.get()]
+            deadline = loop.time() + self.max_wait_s
+            while len(batch) < self.max_batch:
+                if not self._queue.empty():
+                    batch.append(self._queue.get_nowait())
+                    continue
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    async with asyncio.timeout(remaining):
+                        batch.append(await self._queue.get())
+                except TimeoutError:
+                    break
+            live = [item for item in batch if not item.future.done()]
+            if live:
+                await self._run(loop, live)
+
+    async def _run(self, loop: asyncio.AbstractEventLoop, live: list[_Item]) -> None:
+        started = time.perf_counter()
+        try:
+            probabilities = await loop.run_in_executor(self._executor, self._call, [item.array for item in live])
+        except Exception as exc:  # the model failed: every image of this batch gets the error
+            for item in live:
+                if not item.future.done():
+                    item.future.set_exception(exc)
+            return
+        model_s = time.perf_counter() - started
+        self.calls += 1
+        self._observe("batch_size", len(live))
+        self._observe("model_s", model_s)
+        for item, row in zip(live, probabilities):
+            self._observe("queue_s", started - item.enqueued)
+            if not item.future.done():
+                item.future.set_result(BatchResult(row, round((started - item.enqueued) * 1000, 2),
+                                                   round(model_s * 1000, 2), len(live)))
+
+    def _call(self, arrays: list[np.ndarray]) -> np.ndarray:
+        return self._run_batch(np.stack(arrays))

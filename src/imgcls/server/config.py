@@ -1,0 +1,163 @@
+"""Server configuration and model resolution, done before the process listens.
+
+``ServerConfig`` holds every knob of ``imgcls serve`` (the CLI fills it from flags and
+environment variables). ``resolve_models`` turns the configured model names into verified ONNX
+artifacts up front, so a missing or corrupt artifact stops the server with one clear line
+instead of serving garbage.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from imgcls.artifacts import PRECISIONS, find_artifact
+from imgcls.catalog import ModelSpec, default_model_name, resolve_model
+from imgcls.errors import ArtifactVerificationError, InputError, ModelError
+from imgcls.preprocess import DEFAULT_MAX_PIXELS
+
+__all__ = ["ServerConfig", "ModelSlot", "resolve_models", "is_loopback_host", "LOOPBACK_NAMES"]
+
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+MAX_TOP_K = 50
+
+
+@dataclass
+class ServerConfig:
+    """Everything ``imgcls serve`` can be told. Defaults suit a 2-core CPU box."""
+
+    models: list[str] = field(default_factory=list)  # names or bundle folders; first = default; [] = catalogue default
+    precision: str = "fp32"  # default precision of every served model
+    host: str = "127.0.0.1"  # loopback unless the operator explicitly says otherwise
+    port: int = 8000
+    max_batch: int = 8  # images per model call
+    max_wait_ms: float = 3.0  # how long a lone image waits for company before running alone
+    max_queue: int = 64  # images admitted (decoding, waiting or running) per model; beyond -> 503
+    max_upload_mb: float = 20.0  # whole request body cap, enforced while reading
+    max_files: int = 32  # file parts per request
+    max_pixels: int = DEFAULT_MAX_PIXELS  # decoded image size cap, checked from the header
+    threads: int | None = None  # ONNX Runtime intra-op threads per model (default: all cores)
+    decode_threads: int | None = None  # threads decoding/preprocessing uploads (default: cores)
+    api_key: str | None = None  # protects /api/* and /metrics when set
+    allowed_hosts: list[str] = field(default_factory=list)  # extra Host names accepted (DNS-rebinding guard)
+    body_timeout_s: float = 60.0  # an upload must arrive completely within this time (slow-client guard)
+    drain_seconds: float = 1.0  # after SIGTERM: answer 503 / not-ready this long before closing the listener
+    graceful_timeout_s: float = 10.0  # then wait at most this long for in-flight requests
+    log_level: str = "info"
+    warmup_delay_s: float = 0.0  # test hook (IMGCLS_TEST_WARMUP_DELAY_S): hold readiness back this long
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    def validate(self) -> None:
+        """Raise InputError (exit 2) for values that make no sense, with the flag's name."""
+        checks = [
+            (self.precision in PRECISIONS, "--precision must be fp32 or int8."),
+            (0 <= self.port <= 65535, "--port must be between 0 and 65535."),
+            (1 <= self.max_batch <= 256, "--max-batch must be between 1 and 256."),
+            (0 <= self.max_wait_ms <= 1000, "--max-wait-ms must be between 0 and 1000."),
+            (1 <= self.max_queue <= 100_000, "--max-queue must be between 1 and 100000."),
+            (0 < self.max_upload_mb <= 1024, "--max-upload-mb must be above 0 and at most 1024."),
+            (1 <= self.max_files <= 1000, "--max-files must be between 1 and 1000."),
+            (self.threads is None or 1 <= self.threads <= 256, "--threads must be between 1 and 256."),
+            (self.body_timeout_s > 0, "--body-timeout must be above 0 seconds."),
+            (self.drain_seconds >= 0 and self.graceful_timeout_s >= 0, "shutdown timings must be >= 0."),
+            (self.log_level in ("debug", "info", "warning", "error"), "--log-level must be debug, info, warning or error."),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise InputError(message)
+        if self.api_key is not None and self.api_key.strip() != self.api_key:
+            raise InputError("--api-key must not start or end with whitespace.")
+
+    def host_is_loopback(self) -> bool:
+        return is_loopback_host(self.host)
+
+    def accepted_hostnames(self) -> set[str] | None:
+        """Host header names accepted, or None for "any" (explicit non-loopback bind, no list)."""
+        names = {h.strip().lower().strip("[]") for h in self.allowed_hosts if h.strip()}
+        if self.host_is_loopback():
+            return names | set(LOOPBACK_NAMES)
+        if not names:
+            return None
+        names |= set(LOOPBACK_NAMES)  # local health checks and curl on the box itself
+        if self.host not in ("0.0.0.0", "::", ""):
+            names.add(self.host.lower().strip("[]"))
+        return names
+
+
+def is_loopback_host(host: str) -> bool:
+    host = host.strip().strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass
+class ModelSlot:
+    """One served model: its spec, the name it was given by, and its verified artifacts per precision."""
+
+    reference: str  # what the operator typed (catalogue name or bundle folder)
+    spec: ModelSpec
+    artifacts: dict[str, tuple[Path, dict]]  # precision -> (onnx path, manifest)
+    default_precision: str
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+BuildHook = Callable[[ModelSpec, str], None]
+
+
+def resolve_models(config: ServerConfig, build_missing: BuildHook | None = None) -> list[ModelSlot]:
+    """Resolve and verify every configured model before serving.
+
+    The default precision must have a verified artifact (``build_missing`` is called once to
+    create a missing fp32 one, e.g. in a subprocess so this process never imports torch). The
+    other precision is served too when its artifact already exists. An artifact that exists but
+    fails its checksum is always an error: the server refuses to start rather than serve it.
+
+    Raises:
+        UnknownModelError, ModelError, ArtifactVerificationError: with a one-line message.
+    """
+    references = config.models or [default_model_name()]
+    slots: list[ModelSlot] = []
+    seen: dict[str, str] = {}
+    for reference in references:
+        spec = resolve_model(reference)
+        if spec.name in seen:
+            if seen[spec.name] == str(reference):
+                continue  # the same model named twice: serve it once
+            raise ModelError(f"Two models are both called '{spec.name}'; serve one of them.")
+        seen[spec.name] = str(reference)
+        artifacts: dict[str, tuple[Path, dict]] = {}
+        for precision in PRECISIONS:
+            required = precision == config.precision
+            try:
+                artifacts[precision] = find_artifact(spec, precision)
+            except ArtifactVerificationError:
+                raise
+            except ModelError:
+                if not required:
+                    continue
+                if precision == "fp32" and build_missing is not None:
+                    build_missing(spec, str(reference))
+                    artifacts[precision] = find_artifact(spec, precision)
+                elif precision == "int8":
+                    raise ModelError(
+                        f"No INT8 artifact for {spec.name}. Build one calibrated on your photos with "
+                        f"`imgcls models quantize {reference} --calibration DIR`, or serve with --precision fp32."
+                    ) from None
+                else:
+                    raise ModelError(
+                        f"No fp32 ONNX artifact for {spec.name}. Build it with `imgcls models export {reference}`."
+                    ) from None
+        slots.append(ModelSlot(str(reference), spec, artifacts, config.precision))
+    return slots

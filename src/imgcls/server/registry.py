@@ -1,0 +1,140 @@
+"""The models this process serves: one Classifier + MicroBatcher per (model, precision).
+
+Loading and warm-up run on worker threads after the server starts listening, so ``/healthz``
+answers and ``/readyz`` says "loading" meanwhile. Nothing here loads a model a client names:
+only what the operator configured at start-up is ever served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from imgcls.engine import Classifier
+from imgcls.errors import InputError, UnknownModelError
+from imgcls.server.batcher import MicroBatcher
+from imgcls.server.config import MAX_TOP_K, ModelSlot, ServerConfig
+from imgcls.server.observability import Metrics
+
+__all__ = ["ServedModel", "ModelRegistry", "PrecisionUnavailableError"]
+
+log = logging.getLogger("imgcls.server")
+
+
+class PrecisionUnavailableError(InputError):
+    code = "precision_unavailable"
+
+
+class ServedModel:
+    """One (model, precision) pair: its classifier (after loading) and its batcher."""
+
+    def __init__(self, slot: ModelSlot, precision: str, config: ServerConfig, metrics: Metrics):
+        self.slot = slot
+        self.precision = precision
+        self.config = config
+        self.classifier: Classifier | None = None
+        self.batcher = MicroBatcher(
+            f"{slot.name}-{precision}", self._run, max_batch=config.max_batch, max_wait_ms=config.max_wait_ms,
+            max_queue=config.max_queue, observe=metrics.batcher_observer(slot.name, precision))
+
+    @property
+    def name(self) -> str:
+        return self.slot.name
+
+    def load(self) -> None:
+        """Open the ONNX session (blocking; run on a thread). The artifact was verified at start-up."""
+        self.classifier = Classifier(
+            self.slot.reference, self.precision, threads=self.config.threads, batch_size=self.config.max_batch,
+            max_pixels=self.config.max_pixels, max_bytes=self.config.max_upload_bytes, build_missing=False)
+
+    def warm_up(self) -> None:
+        """Run every batch size once so the first real requests do not pay for allocation."""
+        assert self.classifier is not None
+        size = self.classifier.spec.preprocessing.crop
+        for n in sorted({1, 2, self.config.max_batch}):
+            self.classifier.runtime.run(np.zeros((n, 3, size, size), np.float32))
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        assert self.classifier is not None
+        return self.classifier.probabilities(batch)
+
+
+class ModelRegistry:
+    """All served models, looked up by the name and precision a request asks for."""
+
+    def __init__(self, slots: list[ModelSlot], config: ServerConfig, metrics: Metrics):
+        if not slots:
+            raise ValueError("at least one model must be served")
+        self.config = config
+        self.slots = {slot.name: slot for slot in slots}
+        self.default_name = slots[0].name
+        self.served: dict[tuple[str, str], ServedModel] = {
+            (slot.name, precision): ServedModel(slot, precision, config, metrics)
+            for slot in slots for precision in slot.artifacts
+        }
+
+    def get(self, name: str | None, precision: str | None) -> ServedModel:
+        """The served model for a request.
+
+        Raises:
+            UnknownModelError (404): no such model is served (the message lists the served ones).
+            PrecisionUnavailableError (400): the model is served, but not at that precision.
+        """
+        slot = self.slots.get(name or self.default_name)
+        if slot is None:
+            served = ", ".join(sorted(self.slots))
+            raise UnknownModelError(f"This server does not serve that model. Served models: {served}.")
+        precision = precision or slot.default_precision
+        model = self.served.get((slot.name, precision))
+        if model is None:
+            available = ", ".join(sorted(slot.artifacts))
+            raise PrecisionUnavailableError(f"{slot.name} is served at {available} only, not {precision}.")
+        return model
+
+    async def load(self, warmup_delay_s: float = 0.0) -> float:
+        """Load and warm every model on threads, then start the batchers. Returns seconds taken."""
+        started = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="imgcls-load") as pool:
+            for model in self.served.values():
+                await loop.run_in_executor(pool, model.load)
+            if warmup_delay_s > 0:
+                await asyncio.sleep(warmup_delay_s)
+            for model in self.served.values():
+                await loop.run_in_executor(pool, model.warm_up)
+        for model in self.served.values():
+            model.batcher.start()
+        return time.perf_counter() - started
+
+    async def close(self) -> None:
+        for model in self.served.values():
+            await model.batcher.close()
+            if model.classifier is not None:
+                model.classifier.close()
+
+    def describe(self, ready: bool) -> list[dict]:
+        """What /api/v1/models says about each served model."""
+        rows = []
+        for name, slot in self.slots.items():
+            spec = slot.spec
+            rows.append({
+                "name": name,
+                "title": spec.title,
+                "source": spec.source,
+                "architecture": spec.architecture,
+                "num_classes": spec.num_classes,
+                "languages": spec.languages,
+                "precisions": [p for p in ("fp32", "int8") if p in slot.artifacts],
+                "default_precision": slot.default_precision,
+                "default": name == self.default_name,
+                "loaded": True,
+                "ready": ready,
+                "preprocessing": spec.preprocessing.describe(),
+                "preprocessing_values": spec.preprocessing.to_dict(),
+                "max_top_k": min(MAX_TOP_K, spec.num_classes),
+            })
+        return rows

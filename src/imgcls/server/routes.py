@@ -1,0 +1,230 @@
+"""HTTP routes: classify, models, labels, health, readiness, metrics.
+
+The classify path, per request: guards (security.py) -> parameters -> readiness -> room in the
+model's queue -> stream the multipart body (uploads.py) -> admit n images -> decode and
+preprocess each on the decode threads -> micro-batched model call (batcher.py) -> top-k. Results
+keep upload order; a file that fails gets its own error entry and the others still succeed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from enum import Enum
+from typing import Optional
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
+
+from imgcls.errors import ImgclsError
+from imgcls.server.config import MAX_TOP_K
+from imgcls.server.http_errors import error_response
+from imgcls.server.uploads import Upload, UploadLimits, read_uploads
+
+__all__ = ["router"]
+
+log = logging.getLogger("imgcls.server")
+router = APIRouter()
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+class Lang(str, Enum):
+    en = "en"
+    zh = "zh"
+
+
+class Precision(str, Enum):
+    fp32 = "fp32"
+    int8 = "int8"
+
+
+# -- schemas for the OpenAPI document (responses are built as dicts, not validated twice) -----
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class TopEntry(BaseModel):
+    class_index: int
+    label: str
+    score: float
+
+
+class FileResult(BaseModel):
+    filename: str
+    top: Optional[list[TopEntry]] = None
+    input: Optional[dict] = None
+    timing_ms: Optional[dict[str, float]] = None
+    error: Optional[ErrorBody] = None
+    status: Optional[int] = None
+
+
+class ClassifyResponse(BaseModel):
+    model: str
+    precision: str
+    lang: str
+    results: list[FileResult]
+
+
+ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 408, 413, 415, 421, 422, 503)}
+MULTIPART_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"multipart/form-data": {"schema": {
+            "type": "object", "required": ["file"],
+            "properties": {"file": {"type": "array", "items": {"type": "string", "format": "binary"},
+                                    "description": "One or more images (JPEG, PNG, GIF, WebP, BMP, TIFF)."}},
+        }}},
+    }
+}
+
+
+def _state(request: Request):
+    return request.app.state.imgcls
+
+
+@router.post("/api/v1/classify", tags=["classify"], response_model=None, openapi_extra=MULTIPART_BODY,
+             responses={200: {"model": ClassifyResponse}, **ERRORS}, summary="Classify one or more images")
+async def classify(
+    request: Request,
+    model: Optional[str] = Query(None, max_length=200, description="A served model (default: the first one)."),
+    top_k: int = Query(5, ge=1, le=MAX_TOP_K, description="How many classes per image."),
+    lang: Lang = Query(Lang.en, description="Label language (models without Chinese names answer in English)."),
+    precision: Optional[Precision] = Query(None, description="fp32 or int8 (default: the server's)."),
+):
+    """Multipart upload with one or more parts named `file`. Results come back in upload order;
+    a file that cannot be classified gets an `error` and `status` of its own. A request with a
+    single file that fails answers with that file's status instead of 200."""
+    state = _state(request)
+    state.check_ready()
+    served = state.registry.get(model, precision.value if precision else None)
+    info = request.scope.get("imgcls", {})
+    info["model"] = served.name
+    if not served.batcher.has_room():
+        return error_response(503, "overloaded", "The server is busy; try again shortly.", request=request)
+    uploads = await read_uploads(request.receive, request.headers.get("content-type"),
+                                 _content_length(request), state.upload_limits)
+    info["n_files"] = len(uploads)
+    lang_used = lang.value if lang.value in served.slot.spec.languages else "en"
+    with served.batcher.admit(len(uploads)):
+        results = await asyncio.gather(*(_classify_one(state, served, up, top_k, lang_used) for up in uploads))
+    if len(results) == 1 and "error" in results[0]:
+        error = results[0]["error"]
+        return error_response(results[0]["status"], error["code"], error["message"])
+    return JSONResponse({"model": served.name, "precision": served.precision, "lang": lang_used, "results": results},
+                        headers=NO_STORE)
+
+
+async def _classify_one(state, served, upload: Upload, top_k: int, lang: str) -> dict:
+    started = time.perf_counter()
+    classifier = served.classifier
+    data, upload.data = upload.data, b""  # drop the request's copy as soon as it is decoded
+    try:
+        array, report, decode_ms = await asyncio.get_running_loop().run_in_executor(
+            state.decode_pool, _prepare, classifier, data)
+        del data
+        result = await served.batcher.submit(array)
+    except ImgclsError as exc:
+        state.metrics.errors.labels(exc.code).inc()
+        state.metrics.images.labels(served.name, served.precision, exc.code).inc()
+        return {"filename": upload.filename, "error": exc.to_dict(), "status": exc.http_status}
+    except Exception:  # a bug must cost one file, not the request, and never leak details
+        log.error("classifying one file failed", exc_info=True)
+        state.metrics.errors.labels("internal_error").inc()
+        return {"filename": upload.filename, "status": 500,
+                "error": {"code": "internal_error", "message": "This file could not be classified (server error)."}}
+    state.metrics.images.labels(served.name, served.precision, "ok").inc()
+    return {
+        "filename": upload.filename,
+        "top": classifier.format_top(result.probabilities, top_k, lang),
+        "input": report,
+        "timing_ms": {"decode": decode_ms, "queue": result.queue_ms, "model": result.model_ms,
+                      "total": round((time.perf_counter() - started) * 1000, 2)},
+    }
+
+
+def _prepare(classifier, data: bytes):
+    started = time.perf_counter()
+    decoded = classifier.decode(data)
+    array = classifier.to_array(decoded.image)
+    return array, decoded.report.to_dict(), round((time.perf_counter() - started) * 1000, 2)
+
+
+def _content_length(request: Request) -> int | None:
+    value = request.headers.get("content-length")
+    return int(value) if value is not None and value.isdigit() else None
+
+
+@router.get("/api/v1/models", tags=["models"], summary="Served models, defaults and limits")
+async def models(request: Request):
+    """The models this server serves (the first is the default), their precisions, label
+    languages and preprocessing in words, plus the upload limits."""
+    state = _state(request)
+    return JSONResponse({
+        "default": state.registry.default_name,
+        "default_precision": state.config.precision,
+        "ready": state.lifecycle.ready,
+        "models": state.registry.describe(state.lifecycle.ready),
+        "limits": state.limits(),
+    }, headers=NO_STORE)
+
+
+@router.get("/api/v1/labels", tags=["models"], summary="The label list of a served model",
+            responses={404: {"model": ErrorResponse}, 422: {"model": ErrorResponse}})
+async def labels(request: Request, model: Optional[str] = Query(None, max_length=200), lang: Lang = Query(Lang.en)):
+    """Class names indexed by class index, in the requested language when the model has it
+    (`lang` in the answer says which language was used)."""
+    state = _state(request)
+    served = state.registry.get(model, None)
+    spec = served.slot.spec
+    used = lang.value if lang.value in spec.languages else "en"
+    return JSONResponse({"model": spec.name, "lang": used, "labels": list(spec.labels(used))},
+                        headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/healthz", tags=["health"], summary="Liveness")
+async def healthz():
+    """200 whenever the process is alive (no API key needed)."""
+    return JSONResponse({"status": "ok"}, headers=NO_STORE)
+
+
+@router.get("/readyz", tags=["health"], summary="Readiness", responses={503: {"model": ErrorResponse}})
+async def readyz(request: Request):
+    """200 once every model is loaded and warmed; 503 while loading and while shutting down."""
+    lifecycle = _state(request).lifecycle
+    if lifecycle.state == "ready":
+        return JSONResponse({"status": "ready"}, headers=NO_STORE)
+    code = "shutting_down" if lifecycle.draining else "not_ready"
+    response = error_response(503, code, f"Not ready: {lifecycle.state.replace('_', ' ')}.")
+    response.headers["X-Imgcls-State"] = lifecycle.state
+    return response
+
+
+@router.get("/metrics", tags=["health"], summary="Prometheus metrics")
+async def metrics(request: Request):
+    """Requests by route and status, latencies, batch sizes, queue depth, errors by code."""
+    return Response(generate_latest(_state(request).metrics.registry), media_type=CONTENT_TYPE_LATEST,
+                    headers=NO_STORE)
+
+
+def make_limits(config) -> dict:
+    return {
+        "max_upload_mb": config.max_upload_mb,
+        "max_upload_bytes": config.max_upload_bytes,
+        "max_files": config.max_files,
+        "max_pixels": config.max_pixels,
+        "max_top_k": MAX_TOP_K,
+        "body_timeout_s": config.body_timeout_s,
+    }
+
+
+def make_upload_limits(config) -> UploadLimits:
+    return UploadLimits(max_bytes=config.max_upload_bytes, max_files=config.max_files,
+                        deadline_s=config.body_timeout_s)

@@ -1,0 +1,217 @@
+"""Reading multipart uploads from untrusted clients, with every limit enforced while streaming.
+
+Why not ``request.form()``: Starlette spools file parts to temporary files on disk and only
+checks part counts/sizes after the fact. Here the body is pulled from the ASGI ``receive``
+channel chunk by chunk and fed to python-multipart's streaming parser, so that:
+
+* the byte cap is enforced as bytes arrive (chunked bodies included) -> 413;
+* the whole body must arrive before a deadline (a 1-byte/s client or a Content-Length that
+  lies is cut off) -> 408;
+* part count, header count/size and preamble size are bounded -> 400 (the python-multipart
+  and Starlette DoS advisories: CVE-2024-24762, CVE-2024-53981, CVE-2026-42561);
+* files stay in memory as bytes (capped by the byte limit) and never touch the disk;
+* client filenames are data, never paths: decoded, control characters replaced, truncated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import unicodedata
+from dataclasses import dataclass
+
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
+
+from imgcls.errors import InputError, PayloadTooLargeError, UnsupportedMediaError
+
+__all__ = ["Upload", "UploadLimits", "UploadError", "ClientGone", "read_uploads", "clean_filename", "FIELD_NAME"]
+
+FIELD_NAME = b"file"
+MAX_FILENAME_CHARS = 255
+MAX_CONTENT_TYPE_CHARS = 512
+MAX_BOUNDARY_CHARS = 200  # RFC 2046 says 70; browsers use ~40
+
+# The parser logs attacker-controlled offsets at WARNING for every malformed body; we answer 400.
+logging.getLogger("python_multipart.multipart").setLevel(logging.ERROR)
+
+
+class UploadError(InputError):
+    """A request-level upload problem. ``close`` asks the server to drop the connection after
+    answering (the rest of the body is unbounded or the client is misbehaving)."""
+
+    def __init__(self, message: str, status: int = 400, code: str = "bad_request", close: bool = False):
+        super().__init__(message)
+        self.http_status = status
+        self.code = code
+        self.close = close
+
+
+class ClientGone(Exception):
+    """The client disconnected before the body was complete; nobody is left to answer."""
+
+
+@dataclass
+class UploadLimits:
+    max_bytes: int  # whole body
+    max_files: int  # parts named "file"
+    deadline_s: float  # the whole body must arrive within this
+    max_parts: int = 0  # all parts (0 = max_files + 16)
+    max_preamble: int = 64 * 1024  # bytes before the first part
+    max_header_count: int = 8  # per part (browsers send 2)
+    max_header_size: int = 32 * 1024  # per header line: room for a 10 KB UTF-8 filename
+
+
+@dataclass
+class Upload:
+    filename: str
+    data: bytes
+
+
+def clean_filename(raw: bytes | None, index: int) -> str:
+    """A client filename made safe to echo: UTF-8 (invalid bytes replaced), no control or
+    format characters, at most 255 characters. Never used as a path."""
+    if not raw:
+        return f"file-{index + 1}"
+    text = raw.decode("utf-8", errors="replace")
+    text = "".join("\ufffd" if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Cs") else ch for ch in text)
+    if len(text) > MAX_FILENAME_CHARS:
+        text = text[: MAX_FILENAME_CHARS - 1] + "\u2026"
+    return text or f"file-{index + 1}"
+
+
+def check_content_type(value: str | None) -> bytes:
+    """Return the multipart boundary or raise: 415 for non-multipart bodies, 400 for broken ones."""
+    if not value:
+        raise UnsupportedMediaError("Send images as multipart/form-data with one or more fields named 'file'.")
+    if len(value) > MAX_CONTENT_TYPE_CHARS:
+        raise UploadError("The Content-Type header is too long.", code="bad_content_type")
+    media_type, options = parse_options_header(value)
+    if media_type != b"multipart/form-data":
+        raise UnsupportedMediaError(
+            "Send images as multipart/form-data with one or more fields named 'file' "
+            "(a raw image body or another form encoding is not accepted)."
+        )
+    boundary = options.get(b"boundary", b"")
+    if not boundary:
+        raise UploadError("The multipart Content-Type has no boundary.", code="malformed_multipart")
+    if len(boundary) > MAX_BOUNDARY_CHARS:
+        raise UploadError("The multipart boundary is too long.", code="malformed_multipart")
+    return boundary
+
+
+class _PartCollector:
+    """python-multipart callbacks that keep the 'file' parts in memory and enforce part limits."""
+
+    def __init__(self, limits: UploadLimits):
+        self.limits = limits
+        self.max_parts = limits.max_parts or limits.max_files + 16
+        self.files: list[Upload] = []
+        self.parts = 0
+        self._field = bytearray()
+        self._value = bytearray()
+        self._headers: dict[bytes, bytes] = {}
+        self._current: bytearray | None = None
+
+    def callbacks(self) -> dict:
+        return {
+            "on_part_begin": self.part_begin,
+            "on_header_field": lambda data, start, end: self._field.extend(data[start:end]),
+            "on_header_value": lambda data, start, end: self._value.extend(data[start:end]),
+            "on_header_end": self.header_end,
+            "on_headers_finished": self.headers_finished,
+            "on_part_data": self.part_data,
+            "on_part_end": self.part_end,
+        }
+
+    def part_begin(self) -> None:
+        self.parts += 1
+        if self.parts > self.max_parts:
+            raise UploadError(f"Too many multipart parts (at most {self.max_parts}).", code="too_many_parts")
+        self._headers = {}
+        self._field.clear()
+        self._value.clear()
+
+    def header_end(self) -> None:
+        self._headers[bytes(self._field).strip().lower()] = bytes(self._value).strip()
+        self._field.clear()
+        self._value.clear()
+
+    def headers_finished(self) -> None:
+        _, options = parse_options_header(self._headers.get(b"content-disposition"))
+        if options.get(b"name") != FIELD_NAME:
+            self._current = None  # other fields are skipped (their bytes still count against the cap)
+            return
+        if len(self.files) >= self.limits.max_files:
+            raise UploadError(f"Too many files in one request (at most {self.limits.max_files}).", code="too_many_files")
+        self._current = bytearray()
+        self.files.append(Upload(clean_filename(options.get(b"filename"), len(self.files)), b""))
+
+    def part_data(self, data: bytes, start: int, end: int) -> None:
+        if self._current is not None:
+            self._current.extend(data[start:end])
+
+    def part_end(self) -> None:
+        if self._current is not None:
+            self.files[-1].data = bytes(self._current)
+            self._current = None
+
+
+async def read_uploads(receive, content_type: str | None, declared_length: int | None, limits: UploadLimits) -> list[Upload]:
+    """Read a multipart body from ASGI ``receive`` and return its 'file' parts in upload order.
+
+    Args:
+        receive: the ASGI receive callable of this request.
+        content_type: the request's Content-Type header.
+        declared_length: its Content-Length, or None for a chunked body.
+        limits: caps and the deadline.
+
+    Raises:
+        UnsupportedMediaError (415), UploadError (400/408/413/422), ClientGone.
+    """
+    boundary = check_content_type(content_type)
+    chunked = declared_length is None
+    if declared_length is not None and declared_length > limits.max_bytes:
+        raise _too_large(limits, close=False)
+    collector = _PartCollector(limits)
+    parser = MultipartParser(boundary, collector.callbacks(), max_header_count=limits.max_header_count,
+                             max_header_size=limits.max_header_size)
+    received = 0
+    try:
+        async with asyncio.timeout(limits.deadline_s):
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise ClientGone()
+                body = message.get("body", b"")
+                received += len(body)
+                if received > limits.max_bytes:
+                    raise _too_large(limits, close=True)
+                if body:
+                    parser.write(body)
+                    if collector.parts == 0 and received > limits.max_preamble:
+                        raise UploadError("The multipart body has too much data before its first part.",
+                                          code="malformed_multipart", close=chunked)
+                if not message.get("more_body", False):
+                    break
+    except TimeoutError:
+        raise UploadError(f"The upload did not arrive within {limits.deadline_s:g} seconds.", status=408,
+                          code="request_timeout", close=True) from None
+    except MultipartParseError:
+        raise UploadError("The multipart body is malformed.", code="malformed_multipart", close=chunked) from None
+    except UploadError as exc:
+        exc.close = exc.close or chunked
+        raise
+    if parser.state != MultipartState.END:
+        raise UploadError("The multipart body is incomplete (no closing boundary).", code="malformed_multipart")
+    if not collector.files:
+        raise UploadError("No image received: send one or more multipart fields named 'file'.", status=422,
+                          code="missing_file")
+    return collector.files
+
+
+def _too_large(limits: UploadLimits, close: bool) -> UploadError:
+    mb = limits.max_bytes / (1024 * 1024)
+    error = UploadError(f"The upload is larger than the {mb:g} MB limit per request.", status=413,
+                        code=PayloadTooLargeError.code, close=close)
+    return error
