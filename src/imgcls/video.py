@@ -219,15 +219,17 @@ def _info(path: Path, container, stream) -> VideoInfo:
 
 # --- sampling ------------------------------------------------------------------------------------
 def sample_frames(path: str | Path, fps: float | None = 1.0, keyframes_every: int | None = None,
-                  warnings: list[str] | None = None) -> Iterator[tuple[float, Image.Image]]:
+                  report: dict | None = None) -> Iterator[tuple[float, Image.Image]]:
     """Yield ``(seconds from the start, RGB PIL frame)`` for the sampled frames, in order.
 
     Args:
         fps: samples per second of video time (ignored when ``keyframes_every`` is given).
         keyframes_every: take every N-th keyframe instead; non-key frames are never decoded.
-        warnings: if given, a decoding failure after some frames were read is appended here and the
-            iteration ends (a truncated download still gives its readable part); without any frame
-            it is raised.
+        report: if given, filled with ``decoded`` (frames decoded), ``end`` (time of the last one)
+            and ``warnings``: a decoding failure after some frames, or a stream that stops well
+            before the duration its header declares, is reported there and the iteration ends
+            normally (a truncated download still gives its readable part). Without a report,
+            or without any frame, a decoding failure is raised.
 
     Raises:
         the errors of `probe`, and InputError when no frame at all can be decoded.
@@ -237,6 +239,10 @@ def sample_frames(path: str | Path, fps: float | None = 1.0, keyframes_every: in
     container = _open(path)
     try:
         stream = _video_stream(container, path.name)
+        declared = _info(path, container, stream).duration
+        tolerant = report is not None
+        report = report if tolerant else {}
+        report.setdefault("warnings", [])
         if keyframes_every:
             stream.codec_context.skip_frame = "NONKEY"
         else:
@@ -244,7 +250,7 @@ def sample_frames(path: str | Path, fps: float | None = 1.0, keyframes_every: in
         interval = 1.0 / fps if (fps and not keyframes_every) else 0.0
         rate = float(stream.average_rate or stream.guessed_rate or 25)
         origin = float(stream.start_time * stream.time_base) if stream.start_time is not None else None
-        next_time, decoded, keyframe_count, yielded = 0.0, 0, 0, 0
+        next_time, decoded, keyframe_count, yielded, t = 0.0, 0, 0, 0, 0.0
         try:
             for frame in container.decode(stream):
                 decoded += 1
@@ -252,6 +258,7 @@ def sample_frames(path: str | Path, fps: float | None = 1.0, keyframes_every: in
                 if origin is None:
                     origin = when
                 t = max(0.0, when - origin)
+                report["decoded"], report["end"] = decoded, t
                 if keyframes_every:
                     keyframe_count += 1
                     if (keyframe_count - 1) % keyframes_every:
@@ -266,14 +273,20 @@ def sample_frames(path: str | Path, fps: float | None = 1.0, keyframes_every: in
                 yield t, frame.to_image()
         except av.error.FFmpegError as exc:
             reason = getattr(exc, "strerror", None) or str(exc)
-            if not yielded or warnings is None:
-                raise InputError(f"{path.name} is corrupt or truncated: no frame could be decoded "
-                                 f"(FFmpeg: {reason}).") from None
-            warnings.append(f"The video is corrupt or truncated after {format_time(t)}; "
-                            f"the timeline covers only the readable part (FFmpeg: {reason}).")
-            return
+            if yielded and tolerant:
+                report["warnings"].append(f"The video is corrupt or truncated after {format_time(t)}; "
+                                          f"the timeline covers only the readable part (FFmpeg: {reason}).")
+                return
+            detail = f"decoding failed after {format_time(t)}" if yielded else "no frame could be decoded"
+            raise InputError(f"{path.name} is corrupt or truncated: {detail} (FFmpeg: {reason}).") from None
         if not decoded:
             raise InputError(f"{path.name} has no frames (zero-length video).")
+        # Matroska/WebM cut short simply ends early: compare with the duration in the header.
+        frame_time = 1.0 / rate
+        if declared and t + frame_time < declared - max(1.0, 2 * frame_time) and not keyframes_every:
+            report["warnings"].append(f"The video stops at {format_time(t)} although its header says "
+                                      f"{format_time(declared)}: it looks truncated; the timeline covers "
+                                      "only the readable part.")
     finally:
         container.close()
 
@@ -380,14 +393,16 @@ def analyse_video(path: str | Path, classifier, *, fps: float | None = 1.0, keyf
         times.clear()
         frames.clear()
 
-    for when, image in sample_frames(path, fps=fps, keyframes_every=keyframes_every, warnings=warnings):
+    report: dict = {"warnings": warnings}
+    for when, image in sample_frames(path, fps=fps, keyframes_every=keyframes_every, report=report):
         times.append(when)
         frames.append(image)
         if len(frames) >= classifier.batch_size:
             flush()
     flush()
     seconds = time.perf_counter() - started
-    end_time = info.duration if not warnings else (samples[-1].time if samples else 0.0)
+    # A truncated video's segments end where its frames end, not where its header said it would.
+    end_time = info.duration if not warnings else report.get("end", 0.0)
     sampling = {"mode": "keyframes", "every": keyframes_every} if keyframes_every else {"mode": "fps", "fps": fps}
     return Timeline(path=str(path), model=classifier.name, precision=classifier.precision, info=info,
                     sampling=sampling, samples=samples, segments=merge_segments(samples, end_time, min_segment),
