@@ -31,6 +31,7 @@ FIELD_NAME = b"file"
 MAX_FILENAME_CHARS = 255
 MAX_CONTENT_TYPE_CHARS = 512
 MAX_BOUNDARY_CHARS = 200  # RFC 2046 says 70; browsers use ~40
+LINGER_S = 2.0  # after refusing a chunked body, how long we keep reading (and dropping) it
 
 # The parser logs attacker-controlled offsets at WARNING for every malformed body; we answer 400.
 logging.getLogger("python_multipart.multipart").setLevel(logging.ERROR)
@@ -177,6 +178,7 @@ async def read_uploads(receive, content_type: str | None, declared_length: int |
     parser = MultipartParser(boundary, collector.callbacks(), max_header_count=limits.max_header_count,
                              max_header_size=limits.max_header_size)
     received = 0
+    finished = False
     try:
         async with asyncio.timeout(limits.deadline_s):
             while True:
@@ -185,22 +187,25 @@ async def read_uploads(receive, content_type: str | None, declared_length: int |
                     raise ClientGone()
                 body = message.get("body", b"")
                 received += len(body)
+                finished = not message.get("more_body", False)
                 if received > limits.max_bytes:
-                    raise _too_large(limits, close=True)
+                    raise _too_large(limits)
                 if body:
                     parser.write(body)
                     if collector.parts == 0 and received > limits.max_preamble:
                         raise UploadError("The multipart body has too much data before its first part.",
-                                          code="malformed_multipart", close=chunked)
-                if not message.get("more_body", False):
+                                          code="malformed_multipart")
+                if finished:
                     break
     except TimeoutError:
         raise UploadError(f"The upload did not arrive within {limits.deadline_s:g} seconds.", status=408,
                           code="request_timeout", close=True) from None
     except MultipartParseError:
-        raise UploadError("The multipart body is malformed.", code="malformed_multipart", close=chunked) from None
-    except UploadError as exc:
-        exc.close = exc.close or chunked
+        error = UploadError("The multipart body is malformed.", code="malformed_multipart")
+        await _settle(error, receive, chunked, finished, limits)
+        raise error from None
+    except UploadError as error:
+        await _settle(error, receive, chunked, finished, limits)
         raise
     if parser.state != MultipartState.END:
         raise UploadError("The multipart body is incomplete (no closing boundary).", code="malformed_multipart")
@@ -210,8 +215,32 @@ async def read_uploads(receive, content_type: str | None, declared_length: int |
     return collector.files
 
 
-def _too_large(limits: UploadLimits, close: bool) -> UploadError:
+def _too_large(limits: UploadLimits, close: bool = False) -> UploadError:
     mb = limits.max_bytes / (1024 * 1024)
-    error = UploadError(f"The upload is larger than the {mb:g} MB limit per request.", status=413,
-                        code=PayloadTooLargeError.code, close=close)
-    return error
+    return UploadError(f"The upload is larger than the {mb:g} MB limit per request.", status=413,
+                       code=PayloadTooLargeError.code, close=close)
+
+
+async def _settle(error: UploadError, receive, chunked: bool, finished: bool, limits: UploadLimits) -> None:
+    """Decide how the connection ends after refusing a body part-way through.
+
+    A body with a Content-Length within the cap is left to uvicorn, which discards the rest once
+    we have answered, so the client reads our error on a healthy connection. A chunked body may
+    be endless: read and drop a bounded amount more (a "lingering close", as nginx does) so a
+    client that is nearly done can finish sending and read the error; otherwise close.
+    """
+    if finished or not chunked:
+        return
+    budget, deadline = max(limits.max_bytes, 1 << 20), asyncio.get_running_loop().time() + LINGER_S
+    try:
+        async with asyncio.timeout_at(deadline):
+            while budget > 0:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                budget -= len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    return
+    except TimeoutError:
+        pass
+    error.close = True
