@@ -399,8 +399,10 @@ def _predict(paths, model, precision, top_k, lang, output, batch_size, actors, a
     console_err.print(f"{len(files)} files: {len(files) - len(pending)} already classified, "
                       f"{len(pending)} to classify with {spec.name} ({precision}) on Ray.")
     if pending:
-        _run_pipeline(pending, spec, artifact_path, manifest, k, lang, batch_size, actors, address, threads,
-                      _PartWriter(folder, part_rows))
+        seconds = _run_pipeline(pending, spec, artifact_path, manifest, k, lang, batch_size, actors, address,
+                                threads, _PartWriter(folder, part_rows))
+        console_err.print(f"Classified {len(pending)} files in {seconds:.1f} s "
+                          f"({len(pending) / seconds:.1f} images/s, actor start-up included).")
 
     final = merge_rows(existing, _read_parts(folder))
     write_results(final, output)
@@ -478,6 +480,7 @@ def _run_pipeline(pending, spec, artifact_path, manifest, k, lang, batch_size, a
             fn_constructor_kwargs={"artifact_path": str(artifact_path), "artifact_sha256": manifest["sha256"],
                                    "artifact_ref": artifact_ref, "model_name": spec.name,
                                    "labels": spec.labels(lang), "k": k, "threads": threads})
+        started = time.perf_counter()
         with progress_bar(transient=False) as bar:
             task = bar.add_task(f"Classifying on Ray ({actors} actor{'s' * (actors > 1)})", total=len(pending))
             try:
@@ -486,6 +489,7 @@ def _run_pipeline(pending, spec, artifact_path, manifest, k, lang, batch_size, a
                     bar.advance(task, table.num_rows)
             finally:
                 writer.flush()  # Ctrl-C or a crash still keeps every finished row
+        return time.perf_counter() - started
     except ImgclsError:
         raise
     except KeyboardInterrupt:

@@ -1,0 +1,117 @@
+"""The Ray path's pieces that need no cluster: listing, result files, merging, usage errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from imgcls.distributed import list_sources, merge_rows, parts_dir, predict_with_ray, read_results, write_results
+from imgcls.errors import InputError
+
+
+def row(path: str, *, error: str | None = None, model: str = "m", scores=(0.9, 0.1)) -> dict:
+    ok = error is None
+    return {"path": path, "model": model, "top_indices": [3, 1] if ok else [], "top_labels": ["c3", "c1"] if ok else [],
+            "top_scores": list(scores) if ok else [], "error": error}
+
+
+def test_core_imports_never_import_ray_or_av():
+    code = ("import sys, imgcls, imgcls.engine, imgcls.cli, imgcls.distributed, imgcls.video; "
+            "print(sorted(m for m in ('ray', 'av', 'pyarrow') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_list_sources_folders_list_files_and_dedupe(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    for name in ("a/one.jpg", "a/b/two.PNG", "a/skip.txt", "three.jpeg"):
+        (tmp_path / name).write_bytes(b"x")
+    listing = tmp_path / "lists" / "files.txt"
+    listing.parent.mkdir()
+    listing.write_text(f"# comment\n\n../a/one.jpg\n{tmp_path / 'three.jpeg'}\n  ../missing.jpg  \n")
+    paths, problems = list_sources([str(tmp_path / "a"), str(listing), str(tmp_path / "a" / "one.jpg")])
+    assert paths == [str(tmp_path / "a" / "b" / "two.PNG"), str(tmp_path / "a" / "one.jpg"),
+                     str(tmp_path / "three.jpeg"), str(tmp_path / "missing.jpg")]
+    assert problems == []
+    empty = tmp_path / "empty.lst"
+    empty.write_text("# nothing\n")
+    _, problems = list_sources([str(empty), str(tmp_path / "lists")])
+    assert any("no paths" in p for p in problems) and any("no image files" in p for p in problems)
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv", ".jsonl"])
+def test_results_round_trip(tmp_path, suffix):
+    rows = [row("/x/été, \"quoted\".jpg"), row("/x/bad.jpg", error="File is not a supported image (detected: text).")]
+    path = tmp_path / f"out{suffix}"
+    write_results(rows, path)
+    assert read_results(path) == rows
+    assert not list(tmp_path.glob(".*tmp"))  # written through a temporary file, renamed into place
+    if suffix == ".csv":
+        import csv
+
+        header, first, second = list(csv.reader(path.open(encoding="utf-8", newline="")))
+        assert header == ["path", "model", "top_indices", "top_labels", "top_scores", "error"]
+        assert first[2:] == ["[3, 1]", '["c3", "c1"]', "[0.9, 0.1]", ""]  # lists as JSON, null as empty
+        assert second[2:5] == ["[]", "[]", "[]"]
+    if suffix == ".jsonl":
+        assert json.loads(path.read_text().splitlines()[1])["error"].startswith("File is not")
+
+
+def test_damaged_output_is_a_clear_error(tmp_path):
+    for name, content in (("out.parquet", b"PAR1 not really"), ("out.jsonl", b"{not json\n"), ("out.csv", b"a,b\n1,2\n")):
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(InputError, match="cannot be read|damaged"):
+            read_results(tmp_path / name)
+
+
+def test_merge_rows_rules():
+    old = [row("/a"), row("/b", error="bad"), row("/c")]
+    new = [row("/b"), row("/c", error="gone now"), row("/d", error="bad"), row("/a", model="other", scores=(0.5, 0.4))]
+    merged = merge_rows(old, new)
+    assert [r["path"] for r in merged] == ["/a", "/b", "/c", "/d"]
+    by = {r["path"]: r for r in merged}
+    assert by["/b"]["error"] is None  # a retried error that now succeeds
+    assert by["/c"]["error"] is None  # a later error never hides an earlier success of the same model
+    assert by["/a"]["model"] == "other"  # a different model's newer answer replaces the old one
+    assert by["/d"]["error"] == "bad"
+
+
+def test_usage_errors_exit_2_before_ray_starts(tmp_path, capsys, monkeypatch):
+    image = tmp_path / "x.jpg"
+    image.write_bytes(b"x")
+    assert predict_with_ray([str(image)], output=None) == 2
+    assert "needs --output" in capsys.readouterr().err
+    assert predict_with_ray([str(image)], output=tmp_path / "out.xlsx") == 2
+    assert "Unsupported output format" in capsys.readouterr().err
+    assert predict_with_ray([str(image)], output=tmp_path / "nowhere" / "out.csv") == 2
+    assert "does not exist" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if the extra were not installed
+    assert predict_with_ray([str(image)], output=tmp_path / "out.csv") == 2
+    assert "pip install 'imgcls[ray]'" in " ".join(capsys.readouterr().err.split())
+
+
+def test_nothing_found_exits_2(tmp_path, capsys, lite0_fp32):
+    (tmp_path / "empty").mkdir()
+    code = predict_with_ray([str(tmp_path / "empty")], model="efficientnet_lite0", output=tmp_path / "out.csv")
+    assert code == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "no image files" in err and "No input files found" in err
+
+
+def test_complete_output_needs_no_cluster(tmp_path, capsys, lite0_fp32):
+    """Re-running on a finished output does no work at all (Ray is not even started)."""
+    image = tmp_path / "x.jpg"
+    image.write_bytes(b"x")
+    output = tmp_path / "out.jsonl"
+    done = row(str(image), model="efficientnet_lite0", scores=(0.5, 0.2, 0.1, 0.1, 0.1))
+    done["top_indices"], done["top_labels"] = [1, 2, 3, 4, 5], ["a", "b", "c", "d", "e"]
+    write_results([done, row("/elsewhere.jpg")], output)
+    parts_dir(output).mkdir()  # a stale, empty parts folder from a crash is cleaned up
+    assert predict_with_ray([str(image)], model="efficientnet_lite0", output=output) == 0
+    assert "1 already classified, 0 to classify" in " ".join(capsys.readouterr().err.split())
+    assert [r["path"] for r in read_results(output)] == ["/elsewhere.jpg", str(image)]  # other rows are kept
+    assert not parts_dir(output).exists()
