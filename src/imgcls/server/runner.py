@@ -71,10 +71,14 @@ class ImgclsServer(uvicorn.Server):
             drained = elapsed >= self._drain_delay and self.lifecycle.in_flight == 0
             if drained or elapsed >= self._drain_delay + self.graceful_timeout_s:
                 self.should_exit = True
+        self.announce()
+        return await super().on_tick(counter)
+
+    def announce(self) -> None:
+        """Print the URL once, as soon as the server both listens and is ready."""
         if self.started and self.lifecycle.ready and not self._announced:
             self._announced = True
             print(f"imgcls is ready: {self.url}", flush=True)
-        return await super().on_tick(counter)
 
 
 def build_fp32_in_subprocess(spec: ModelSpec, reference: str) -> None:
@@ -138,6 +142,7 @@ def run_server(config: ServerConfig) -> int:
     server = ImgclsServer(uv_config, state.lifecycle, drain_seconds=config.drain_seconds,
                           graceful_timeout_s=config.graceful_timeout_s, url=_url(config.host, port))
     state.on_fatal = server.fail
+    state.on_ready = server.announce
     names = ", ".join(f"{s.name} ({'/'.join(s.artifacts)})" for s in slots)
     print(f"imgcls: loading {names}; listening on {server.url} (ready when /readyz says so)", file=sys.stderr,
           flush=True)
