@@ -31,6 +31,7 @@ from imgcls.server.http_errors import install_exception_handlers
 from imgcls.server.observability import Metrics, RequestContext
 from imgcls.server.registry import ModelRegistry
 from imgcls.server.security import Guard, Lifecycle, split_host
+from imgcls.server.uploads import ByteBudget
 
 __all__ = ["create_app", "AppState", "STATIC_DIR"]
 
@@ -52,6 +53,8 @@ class AppState:
         self.lifecycle = Lifecycle()
         self.registry = ModelRegistry(slots, config, self.metrics)
         self.upload_limits = routes.make_upload_limits(config)
+        # Bodies held in memory at once, all requests together (each is capped on its own too).
+        self.upload_budget = ByteBudget(max(4 * config.max_upload_bytes, 64 * 1024 * 1024))
         self._limits = routes.make_limits(config)
         workers = config.decode_threads or max(1, min(len(os.sched_getaffinity(0)), 8))
         self.decode_pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="imgcls-decode")

@@ -64,37 +64,41 @@ class MicroBatcher:
         *,
         max_batch: int = 8,
         max_wait_ms: float = 3.0,
-        max_queue: int = 64,
+        max_queue: int = 32,
+        workers: int = 1,
         observe: Callable[[str, float], None] | None = None,
     ):
-        if max_batch < 1 or max_queue < 1 or max_wait_ms < 0:
-            raise ValueError("max_batch and max_queue must be >= 1 and max_wait_ms >= 0")
+        if max_batch < 1 or max_queue < 1 or max_wait_ms < 0 or workers < 1:
+            raise ValueError("max_batch, max_queue and workers must be >= 1 and max_wait_ms >= 0")
         self.name = name
         self.max_batch = max_batch
         self.max_wait_s = max_wait_ms / 1000.0
         self.max_queue = max_queue
         self._run_batch = run_batch
         self._observe = observe or (lambda event, value: None)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"imgcls-model-{name}")
+        self.workers = workers
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"imgcls-model-{name}")
         self._queue: asyncio.Queue[_Item] | None = None
-        self._worker: asyncio.Task | None = None
+        self._tasks: list[asyncio.Task] = []
         self._admitted = 0
         self.calls = 0
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
-        """Start the worker on the running event loop."""
-        if self._worker is None:
+        """Start the workers on the running event loop."""
+        if not self._tasks:
             self._queue = asyncio.Queue()
-            self._worker = asyncio.get_running_loop().create_task(self._work(), name=f"batcher-{self.name}")
+            loop = asyncio.get_running_loop()
+            self._tasks = [loop.create_task(self._work(), name=f"batcher-{self.name}-{i}") for i in range(self.workers)]
 
     async def close(self) -> None:
-        """Stop the worker; images still waiting fail with OverloadedError (the server is stopping)."""
-        if self._worker is not None:
-            self._worker.cancel()
+        """Stop the workers; images still waiting fail with OverloadedError (the server is stopping)."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
-            self._worker = None
+                await task
+        self._tasks = []
         while self._queue is not None and not self._queue.empty():
             item = self._queue.get_nowait()
             if not item.future.done():
@@ -130,7 +134,7 @@ class MicroBatcher:
     # -- batching -----------------------------------------------------------------------------
     async def submit(self, array: np.ndarray) -> BatchResult:
         """Queue one preprocessed image (CHW float32) and wait for its probabilities."""
-        if self._worker is None or self._queue is None:
+        if not self._tasks or self._queue is None:
             raise OverloadedError("The model is not running.")
         future = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Item(array, future, time.perf_counter()))

@@ -34,15 +34,16 @@ class ServerConfig:
     port: int = 8000
     max_batch: int = 8  # images per model call
     max_wait_ms: float = 3.0  # how long a lone image waits for company before running alone
-    max_queue: int = 64  # images admitted (decoding, waiting or running) per model; beyond -> 503
+    max_queue: int = 32  # images admitted (decoding, waiting or running) per model; beyond -> 503
     max_upload_mb: float = 20.0  # whole request body cap, enforced while reading
     max_files: int = 32  # file parts per request
     max_pixels: int = DEFAULT_MAX_PIXELS  # decoded image size cap, checked from the header
-    threads: int | None = None  # ONNX Runtime intra-op threads per model (default: all cores)
+    threads: int | None = None  # ONNX Runtime intra-op threads per model call (default: all cores)
+    model_workers: int = 1  # model calls that may run at once per model (each with `threads` threads)
     decode_threads: int | None = None  # threads decoding/preprocessing uploads (default: cores)
     api_key: str | None = None  # protects /api/* and /metrics when set
     allowed_hosts: list[str] = field(default_factory=list)  # extra Host names accepted (DNS-rebinding guard)
-    body_timeout_s: float = 60.0  # an upload must arrive completely within this time (slow-client guard)
+    body_timeout_s: float = 30.0  # an upload must arrive completely within this time (slow-client guard)
     drain_seconds: float = 1.0  # after SIGTERM: answer 503 / not-ready this long before closing the listener
     graceful_timeout_s: float = 10.0  # then wait at most this long for in-flight requests
     log_level: str = "info"
@@ -63,6 +64,7 @@ class ServerConfig:
             (0 < self.max_upload_mb <= 1024, "--max-upload-mb must be above 0 and at most 1024."),
             (1 <= self.max_files <= 1000, "--max-files must be between 1 and 1000."),
             (self.threads is None or 1 <= self.threads <= 256, "--threads must be between 1 and 256."),
+            (1 <= self.model_workers <= 64, "--model-workers must be between 1 and 64."),
             (self.body_timeout_s > 0, "--body-timeout must be above 0 seconds."),
             (self.drain_seconds >= 0 and self.graceful_timeout_s >= 0, "shutdown timings must be >= 0."),
             (self.log_level in ("debug", "info", "warning", "error"), "--log-level must be debug, info, warning or error."),

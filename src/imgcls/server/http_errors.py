@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from imgcls.errors import ImgclsError
 from imgcls.server.uploads import ClientGone, UploadError
 
-__all__ = ["error_response", "send_error", "install_exception_handlers", "RETRY_CODES", "STATUS_CODES"]
+__all__ = ["error_headers", "error_response", "send_error", "install_exception_handlers", "RETRY_CODES", "STATUS_CODES"]
 
 log = logging.getLogger("imgcls.server")
 

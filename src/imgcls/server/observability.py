@@ -39,6 +39,7 @@ _KNOWN_ROUTES = {
     "/", "/healthz", "/readyz", "/metrics", "/docs", "/docs.css", "/openapi.json",
     "/api/v1/classify", "/api/v1/models", "/api/v1/labels",
 }
+_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}  # bounded label values
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -171,7 +172,8 @@ class RequestContext:
 
     def _record(self, scope, info: dict, status: int, seconds: float) -> None:
         route = route_label(scope.get("path", ""))
-        self.metrics.requests.labels(route, scope.get("method", ""), str(status)).inc()
+        method = scope.get("method", "")
+        self.metrics.requests.labels(route, method if method in _METHODS else "other", str(status)).inc()
         self.metrics.latency.labels(route).observe(seconds)
         if not access_log.isEnabledFor(logging.INFO):
             return

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 
 from imgcls.errors import ImgclsError
 from imgcls.server.config import MAX_TOP_K
-from imgcls.server.http_errors import error_response
+from imgcls.server.http_errors import error_headers, error_response
 from imgcls.server.uploads import Upload, UploadLimits, read_uploads
 
 __all__ = ["router"]
@@ -109,12 +109,13 @@ async def classify(
     info["model"] = served.name
     if not served.batcher.has_room():
         return error_response(503, "overloaded", "The server is busy; try again shortly.", request=request)
-    uploads = await read_uploads(request.receive, request.headers.get("content-type"),
-                                 _content_length(request), state.upload_limits)
-    info["n_files"] = len(uploads)
     lang_used = lang.value if lang.value in served.slot.spec.languages else "en"
-    with served.batcher.admit(len(uploads)):
-        results = await asyncio.gather(*(_classify_one(state, served, up, top_k, lang_used) for up in uploads))
+    with state.upload_budget.lease() as lease:
+        uploads = await read_uploads(request.receive, request.headers.get("content-type"),
+                                     _content_length(request), state.upload_limits, lease)
+        info["n_files"] = len(uploads)
+        with served.batcher.admit(len(uploads)):
+            results = await asyncio.gather(*(_classify_one(state, served, up, top_k, lang_used) for up in uploads))
     if len(results) == 1 and "error" in results[0]:
         error = results[0]["error"]
         return error_response(results[0]["status"], error["code"], error["message"])
@@ -202,9 +203,10 @@ async def readyz(request: Request):
     if lifecycle.state == "ready":
         return JSONResponse({"status": "ready"}, headers=NO_STORE)
     code = "shutting_down" if lifecycle.draining else "not_ready"
-    response = error_response(503, code, f"Not ready: {lifecycle.state.replace('_', ' ')}.")
-    response.headers["X-Imgcls-State"] = lifecycle.state
-    return response
+    message = {"loading": "The models are still loading.", "shutting_down": "The server is shutting down.",
+               "failed": "The models could not be loaded."}[lifecycle.state]
+    return JSONResponse({"status": lifecycle.state, "error": {"code": code, "message": message}}, status_code=503,
+                        headers=error_headers(code))
 
 
 @router.get("/metrics", tags=["health"], summary="Prometheus metrics")

@@ -16,6 +16,7 @@ channel chunk by chunk and fed to python-multipart's streaming parser, so that:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import unicodedata
 from dataclasses import dataclass
@@ -25,7 +26,8 @@ from python_multipart.multipart import MultipartParser, MultipartState, parse_op
 
 from imgcls.errors import InputError, PayloadTooLargeError, UnsupportedMediaError
 
-__all__ = ["Upload", "UploadLimits", "UploadError", "ClientGone", "read_uploads", "clean_filename", "FIELD_NAME"]
+__all__ = ["Upload", "UploadLimits", "UploadError", "ClientGone", "ByteBudget", "read_uploads", "clean_filename",
+           "FIELD_NAME"]
 
 FIELD_NAME = b"file"
 MAX_FILENAME_CHARS = 255
@@ -61,6 +63,41 @@ class UploadLimits:
     max_preamble: int = 64 * 1024  # bytes before the first part
     max_header_count: int = 8  # per part (browsers send 2)
     max_header_size: int = 32 * 1024  # per header line: room for a 10 KB UTF-8 filename
+
+
+class ByteBudget:
+    """Bytes of request bodies held in memory across all requests at once.
+
+    Each request is capped, but many concurrent uploads could still add up to gigabytes; past
+    this budget a new upload gets 503 + Retry-After instead. A request holds its share until it
+    is answered (its files are decoded from that memory).
+    """
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.used = 0
+
+    @contextlib.contextmanager
+    def lease(self):
+        """A request's share: ``take(n)`` as bytes arrive; everything is given back on exit."""
+        lease = _Lease(self)
+        try:
+            yield lease
+        finally:
+            self.used -= lease.held
+
+
+class _Lease:
+    def __init__(self, budget: ByteBudget):
+        self.budget = budget
+        self.held = 0
+
+    def take(self, n: int) -> None:
+        if self.budget.used + n > self.budget.limit:
+            raise UploadError("The server is receiving too many uploads at once; try again shortly.", status=503,
+                              code="overloaded")
+        self.budget.used += n
+        self.held += n
 
 
 @dataclass
@@ -158,7 +195,8 @@ class _PartCollector:
             self._current = None
 
 
-async def read_uploads(receive, content_type: str | None, declared_length: int | None, limits: UploadLimits) -> list[Upload]:
+async def read_uploads(receive, content_type: str | None, declared_length: int | None, limits: UploadLimits,
+                       lease: _Lease | None = None) -> list[Upload]:
     """Read a multipart body from ASGI ``receive`` and return its 'file' parts in upload order.
 
     Args:
@@ -166,9 +204,11 @@ async def read_uploads(receive, content_type: str | None, declared_length: int |
         content_type: the request's Content-Type header.
         declared_length: its Content-Length, or None for a chunked body.
         limits: caps and the deadline.
+        lease: this request's share of the server-wide ByteBudget (charged as bytes arrive).
 
     Raises:
-        UnsupportedMediaError (415), UploadError (400/408/413/422), ClientGone.
+        UnsupportedMediaError (415), UploadError (400/408/413/422, 503 when the budget is spent),
+        ClientGone.
     """
     boundary = check_content_type(content_type)
     chunked = declared_length is None
@@ -190,6 +230,8 @@ async def read_uploads(receive, content_type: str | None, declared_length: int |
                 finished = not message.get("more_body", False)
                 if received > limits.max_bytes:
                     raise _too_large(limits)
+                if lease is not None:
+                    lease.take(len(body))
                 if body:
                     parser.write(body)
                     if collector.parts == 0 and received > limits.max_preamble:
