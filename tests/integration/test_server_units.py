@@ -1,0 +1,170 @@
+"""In-process checks of the server's building blocks: micro-batcher, upload reader, guards.
+
+These run without a model or a socket (a fake model function and a fake ASGI receive), so the
+edge cases the server tests can only reach by timing are pinned down exactly here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+
+from imgcls.errors import OverloadedError, UnsupportedMediaError
+from imgcls.server.batcher import MicroBatcher
+from imgcls.server.config import ServerConfig
+from imgcls.server.security import split_host
+from imgcls.server.uploads import ByteBudget, ClientGone, UploadError, UploadLimits, clean_filename, read_uploads
+
+BOUNDARY = "b0und4ry"
+CTYPE = f"multipart/form-data; boundary={BOUNDARY}"
+
+
+def body(*parts: tuple[str, str | None, bytes]) -> bytes:
+    out = b""
+    for name, filename, data in parts:
+        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename is not None else "")
+        out += f"--{BOUNDARY}\r\nContent-Disposition: {disposition}\r\n\r\n".encode() + data + b"\r\n"
+    return out + f"--{BOUNDARY}--\r\n".encode()
+
+
+def receiver(chunks: list[bytes], delay: float = 0.0, disconnect: bool = False, hang: bool = False):
+    queue = list(chunks)
+
+    async def receive():
+        if delay:
+            await asyncio.sleep(delay)
+        if not queue:
+            if disconnect:
+                return {"type": "http.disconnect"}
+            await asyncio.sleep(3600)
+        chunk = queue.pop(0)
+        return {"type": "http.request", "body": chunk, "more_body": bool(queue) or disconnect or hang}
+
+    return receive
+
+
+def read(chunks, limits=None, content_type=CTYPE, declared=None, **kwargs):
+    limits = limits or UploadLimits(max_bytes=1 << 20, max_files=4, deadline_s=2.0)
+    return asyncio.run(read_uploads(receiver(chunks, **kwargs), content_type, declared, limits))
+
+
+def test_batcher_gathers_concurrent_images_into_one_call():
+    calls = []
+
+    def model(batch):
+        calls.append(len(batch))
+        time.sleep(0.01)
+        return batch.reshape(len(batch), -1)[:, :2] * 2
+
+    async def main():
+        batcher = MicroBatcher("t", model, max_batch=4, max_wait_ms=20, max_queue=16)
+        batcher.start()
+        results = await asyncio.gather(*(batcher.submit(np.full((1, 1, 2), i, np.float32)) for i in range(10)))
+        await batcher.close()
+        return results
+
+    results = asyncio.run(main())
+    assert [r.probabilities.tolist() for r in results] == [[2 * i, 2 * i] for i in range(10)]  # order kept
+    assert max(calls) == 4 and sum(calls) == 10 and len(calls) <= 4
+    assert all(r.batch_size in calls for r in results)
+
+
+def test_batcher_admission_is_bounded_and_the_model_error_reaches_every_waiter():
+    def broken(batch):
+        raise RuntimeError("boom")
+
+    async def main():
+        batcher = MicroBatcher("t", broken, max_batch=2, max_wait_ms=0, max_queue=3)
+        batcher.start()
+        with batcher.admit(3):
+            assert batcher.depth == 3 and not batcher.has_room(1)
+            with pytest.raises(OverloadedError):
+                with batcher.admit(1):
+                    pass
+            outcomes = await asyncio.gather(*(batcher.submit(np.zeros((1,), np.float32)) for _ in range(3)),
+                                            return_exceptions=True)
+        assert batcher.depth == 0
+        with batcher.admit(50):  # an idle batcher takes any single request
+            pass
+        await batcher.close()
+        return outcomes
+
+    assert all(isinstance(o, RuntimeError) for o in asyncio.run(main()))
+
+
+def test_upload_reader_keeps_order_and_skips_other_fields():
+    data = body(("file", "a.jpg", b"AAA"), ("note", None, b"hello"), ("file", "b.png", b"B" * 5000))
+    files = read([data[:7], data[7:100], data[100:]])
+    assert [(f.filename, f.data) for f in files] == [("a.jpg", b"AAA"), ("b.png", b"B" * 5000)]
+
+
+@pytest.mark.parametrize("content_type, error", [
+    (None, UnsupportedMediaError), ("image/jpeg", UnsupportedMediaError),
+    ("application/x-www-form-urlencoded", UnsupportedMediaError), ("multipart/form-data", UploadError),
+    ("multipart/form-data; boundary=" + "x" * 300, UploadError), ("multipart/form-data; a=" + '"' * 5000, UploadError),
+])
+def test_upload_reader_refuses_bad_content_types(content_type, error):
+    started = time.perf_counter()
+    with pytest.raises(error):
+        read([b"x"], content_type=content_type)
+    assert time.perf_counter() - started < 0.1
+
+
+def status_of(chunks, **kwargs) -> tuple[int, str, bool]:
+    with pytest.raises(UploadError) as caught:
+        read(chunks, **kwargs)
+    return caught.value.http_status, caught.value.code, caught.value.close
+
+
+def test_upload_reader_limits():
+    limits = UploadLimits(max_bytes=10_000, max_files=2, deadline_s=1.0)
+    assert status_of([body(("file", "a", b"x" * 20_000))], limits=limits)[:2] == (413, "payload_too_large")
+    assert status_of([body(*[("file", str(i), b"x") for i in range(3)])], limits=limits)[:2] == (400, "too_many_files")
+    assert status_of([body(*[("other", None, b"") for i in range(100)])], limits=limits)[:2] == (400, "too_many_parts")
+    many_headers = f"--{BOUNDARY}\r\n".encode() + b"".join(b"X-H%d: v\r\n" % i for i in range(50))
+    assert status_of([many_headers], limits=limits)[:2] == (400, "malformed_multipart")
+    assert status_of([b"\r\n" * 40_000], limits=UploadLimits(max_bytes=1 << 20, max_files=2, deadline_s=1,
+                                                             max_preamble=1000))[:2] == (400, "malformed_multipart")
+    assert status_of([body(("file", "a", b"x"))[:-5]], limits=limits)[:2] == (400, "malformed_multipart")
+    assert status_of([body(("image", "a", b"x"))], limits=limits)[:2] == (422, "missing_file")
+
+
+def test_upload_reader_deadline_and_disconnect():
+    started = time.perf_counter()
+    status, code, close = status_of([b"-", b"-"], limits=UploadLimits(max_bytes=1000, max_files=1, deadline_s=0.3),
+                                    hang=True)
+    assert (status, code, close) == (408, "request_timeout", True)
+    assert time.perf_counter() - started < 2
+    with pytest.raises(ClientGone):
+        read([body(("file", "a", b"x"))[:20]], disconnect=True)
+
+
+def test_byte_budget_is_shared_and_given_back():
+    budget = ByteBudget(100)
+    with budget.lease() as first:
+        first.take(60)
+        with budget.lease() as second:
+            with pytest.raises(UploadError) as caught:
+                second.take(50)
+            assert caught.value.http_status == 503
+        assert budget.used == 60
+    assert budget.used == 0
+
+
+def test_filenames_and_hosts():
+    assert clean_filename(None, 0) == "file-1"
+    assert clean_filename("caf\u00e9\u202e.jpg".encode(), 0) == "caf\u00e9\ufffd.jpg"  # bidi override removed
+    assert clean_filename(b"\xff\xfe.jpg", 0) == "\ufffd\ufffd.jpg"
+    assert split_host("LOCALHOST:8000") == ("localhost", 8000)
+    assert split_host("[::1]:80") == ("::1", 80)
+    assert split_host("evil.example/path") is None and split_host("") is None and split_host("a:b:c") is None
+
+
+def test_accepted_hostnames():
+    assert ServerConfig().accepted_hostnames() == {"localhost", "127.0.0.1", "::1"}
+    assert ServerConfig(host="0.0.0.0").accepted_hostnames() is None
+    named = ServerConfig(host="0.0.0.0", allowed_hosts=["Imgcls.Internal"]).accepted_hostnames()
+    assert "imgcls.internal" in named and "localhost" in named
