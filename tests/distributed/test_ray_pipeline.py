@@ -1,0 +1,152 @@
+"""`imgcls predict --engine ray` on a real local Ray cluster, run as the user runs it (a subprocess).
+
+Each run starts its own local cluster (~20-40 s on a busy 2-core box), hence the slow marker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from imgcls.distributed import parts_dir, read_results, write_results
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+MODEL = "efficientnet_lite0"
+SENTINEL = [0.123456, 0.0, 0.0, 0.0, 0.0]  # scores no model produces: marks rows that must not be redone
+
+
+def predict_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "imgcls", "predict", *args, "--engine", "ray", "--model", MODEL]
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run(predict_cmd(*args), capture_output=True, text=True, timeout=900)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc
+
+
+def counts(stderr: str) -> tuple[int, int]:
+    match = re.search(r"(\d+) already classified, (\d+) to classify", " ".join(stderr.split()))
+    assert match, stderr
+    return int(match[1]), int(match[2])
+
+
+def reference_row(prediction) -> dict:
+    ok = prediction.ok
+    return {"path": prediction.source, "model": prediction.model,
+            "top_indices": [t["class_index"] for t in prediction.top], "top_labels": [t["label"] for t in prediction.top],
+            "top_scores": [t["score"] for t in prediction.top], "error": None if ok else prediction.error.message}
+
+
+def test_ray_results_equal_single_process(corpus, match_reference, tmp_path):
+    """Dev photos + generated images (some corrupt) through 2 actors == the local engine, file by file."""
+    output = tmp_path / "results.parquet"
+    proc = run(str(corpus["list_file"]), "--actors", "2", "--batch-size", "8", "--output", str(output))
+    assert proc.returncode == 1, proc.stderr  # some files are corrupt: partial success
+    assert counts(proc.stderr) == (0, len(corpus["paths"]))
+    table = pq.read_table(output)
+    assert table.column_names == ["path", "model", "top_indices", "top_labels", "top_scores", "error"]
+    assert [str(t) for t in table.schema.types] == ["string", "string", "list<element: int64>",
+                                                    "list<element: string>", "list<element: double>", "string"]
+    rows = read_results(output)
+    match_reference(rows, corpus["paths"])
+    assert sorted(r["path"] for r in rows if r["error"]) == sorted(corpus["corrupt"])
+    assert not parts_dir(output).exists()
+
+
+def test_killed_run_resumes_with_only_the_rest(corpus, match_reference, tmp_path):
+    """Kill -9 the job once some part files exist; the re-run classifies only what is missing."""
+    output = tmp_path / "results.jsonl"
+    parts = parts_dir(output)
+    job = subprocess.Popen(predict_cmd(str(corpus["list_file"]), "--actors", "1", "--part-rows", "16",
+                                       "--output", str(output)),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 600
+        while len(list(parts.glob("part-*.parquet"))) < 3:
+            assert job.poll() is None, f"the job ended before it could be killed: {job.stderr.read()}"
+            assert time.monotonic() < deadline, "no part files appeared"
+            time.sleep(0.2)
+    finally:
+        os.killpg(job.pid, signal.SIGKILL)  # the driver and the local cluster it started
+        job.wait(timeout=60)
+        job.stderr.close()
+    assert not output.exists()  # killed before the merge: only parts
+
+    # Mark every finished row so the final output shows whether it was classified again.
+    finished = 0
+    for part in sorted(parts.glob("part-*.parquet")):
+        rows = pq.read_table(part).to_pylist()
+        for row in rows:
+            if not row["error"]:
+                row["top_scores"] = SENTINEL
+                finished += 1
+        write_results(rows, part)
+    total = len(corpus["paths"])
+    assert 0 < finished < total
+
+    proc = run(str(corpus["list_file"]), "--actors", "1", "--part-rows", "16", "--output", str(output))
+    assert proc.returncode == 1, proc.stderr
+    assert counts(proc.stderr) == (finished, total - finished)
+    rows = read_results(output)
+    assert len(rows) == total and not parts.exists()
+    kept = [r for r in rows if r["top_scores"] == SENTINEL]
+    assert len(kept) == finished  # none of the finished rows was redone
+    redone = [r for r in rows if r["top_scores"] != SENTINEL]
+    match_reference(redone, [r["path"] for r in redone])
+
+
+def test_resume_from_an_existing_csv_retries_errors(corpus, reference, match_reference, tmp_path):
+    """A folder tree, an existing CSV missing 10 results and holding error rows: only those are redone."""
+    tree_paths = [p for p in corpus["paths"] if p.startswith(str(corpus["tree"]))]
+    rows = [reference_row(reference[p]) for p in tree_paths]
+    successes = [r for r in rows if not r["error"]]
+    dropped = {r["path"] for r in successes[::5][:10]}
+    existing = [r for r in rows if r["path"] not in dropped]
+    for r in existing:
+        if not r["error"]:
+            r["top_scores"] = SENTINEL
+    output = tmp_path / "results.csv"
+    write_results(existing, output)
+
+    proc = run(str(corpus["tree"]), "--actors", "1", "--output", str(output))
+    assert proc.returncode == 1, proc.stderr
+    errors = len(corpus["corrupt"])
+    assert counts(proc.stderr) == (len(successes) - len(dropped), len(dropped) + errors)
+    final = read_results(output)
+    assert sorted(r["path"] for r in final) == sorted(tree_paths)
+    assert sum(r["top_scores"] == SENTINEL for r in final) == len(successes) - len(dropped)
+    redone = [r for r in final if r["top_scores"] != SENTINEL]
+    assert {r["path"] for r in redone} == dropped | set(corpus["corrupt"])
+    match_reference(redone, [r["path"] for r in redone])
+
+
+def test_throughput_one_vs_two_actors(dev_dir, reference, corpus, artifacts_dir, tmp_path):
+    """images/s on the 300 dev photos with 1 and 2 actors; figures go to test-artifacts/ray_throughput.json."""
+    figures = {"images": 300, "model": MODEL, "batch_size": 8, "cpu_count": os.cpu_count(), "runs": []}
+    results = {}
+    for actors in (1, 2):
+        output = tmp_path / f"dev-{actors}.parquet"
+        started = time.perf_counter()
+        proc = run(str(dev_dir), "--actors", str(actors), "--output", str(output))
+        wall = time.perf_counter() - started
+        assert proc.returncode == 0, proc.stderr
+        rate = re.search(r"in ([\d.]+) s \(([\d.]+) images/s", " ".join(proc.stderr.split()))
+        assert rate, proc.stderr
+        figures["runs"].append({"actors": actors, "pipeline_s": float(rate[1]), "images_per_s": float(rate[2]),
+                                "command_wall_s": round(wall, 1), "load_average_1m": round(os.getloadavg()[0], 1)})
+        results[actors] = {r["path"]: r["top_indices"] for r in read_results(output)}
+    assert results[1] == results[2]
+    assert results[1] == {p: [t["class_index"] for t in reference[p].top] for p in results[1]}
+    (artifacts_dir / "ray_throughput.json").write_text(json.dumps(figures, indent=2) + "\n")
+    print(json.dumps(figures, indent=2))
