@@ -51,7 +51,7 @@ def _schema_text(schema: dict, components: dict, depth: int = 0) -> str:
         return "…"
     if "$ref" in schema:
         name = schema["$ref"].rsplit("/", 1)[-1]
-        return _schema_text(components.get(name, {}), components, depth + 1) if depth < 2 else name
+        return _schema_text(components.get(name, {}), components, depth + 1) if depth < 3 else name
     for combiner in ("anyOf", "oneOf", "allOf"):
         if combiner in schema:
             options = [_schema_text(s, components, depth + 1) for s in schema[combiner] if s.get("type") != "null"]
@@ -74,7 +74,7 @@ def _schema_text(schema: dict, components: dict, depth: int = 0) -> str:
     return text + (f" [{', '.join(bounds)}]" if bounds else "")
 
 
-def _operation(path: str, method: str, op: dict, components: dict, base: str) -> str:
+def _operation(path: str, method: str, op: dict, components: dict, base: str, api_key_required: bool) -> str:
     anchor = f"{method}-{path.strip('/').replace('/', '-') or 'root'}"
     parts = [f'<section class="op" id="{escape(anchor)}">',
              f'<h2><span class="method m-{method}">{method.upper()}</span><code>{escape(path)}</code></h2>']
@@ -104,10 +104,11 @@ def _operation(path: str, method: str, op: dict, components: dict, base: str) ->
             text = _schema_text(content.get("schema", {}), components) if content else response.get("description", "")
             parts.append(f"<tr><td><code>{escape(status)}</code></td><td>{escape(text)}</td></tr>")
         parts.append("</table>")
+    key = " -H 'X-API-Key: KEY'" if api_key_required and (path.startswith("/api/") or path == "/metrics") else ""
     if method == "post" and path.endswith("/classify"):
-        example = f"curl -F 'file=@photo.jpg' -F 'file=@other.png' '{base}{path}?top_k=3&lang=en'"
+        example = f"curl{key} -F 'file=@photo.jpg' -F 'file=@other.png' '{base}{path}?top_k=3&lang=en'"
     elif method == "get":
-        example = f"curl '{base}{path}'"
+        example = f"curl{key} '{base}{path}'"
     else:
         example = ""
     if example:
@@ -126,7 +127,7 @@ def render_docs(openapi: dict, base: str, api_key_required: bool) -> str:
                     f'{m.upper()} {escape(p)}</a></li>' for p, m, _ in ops)
     auth = ("<p>This server requires an API key on <code>/api/*</code> and <code>/metrics</code>: send "
             "<code>X-API-Key: KEY</code> or <code>Authorization: Bearer KEY</code>.</p>" if api_key_required else "")
-    body = "\n".join(_operation(p, m, op, components, base) for p, m, op in ops)
+    body = "\n".join(_operation(p, m, op, components, base, api_key_required) for p, m, op in ops)
     return f"""<!doctype html>
 <html lang="en">
 <head>

@@ -73,6 +73,50 @@ class ClassifyResponse(BaseModel):
     results: list[FileResult]
 
 
+class ModelInfo(BaseModel):
+    name: str
+    title: str
+    source: str
+    architecture: str
+    num_classes: int
+    languages: list[str]
+    precisions: list[str]
+    default_precision: str
+    default: bool
+    loaded: bool
+    ready: bool
+    preprocessing: str
+    preprocessing_values: dict
+    max_top_k: int
+
+
+class Limits(BaseModel):
+    max_upload_mb: float
+    max_upload_bytes: int
+    max_files: int
+    max_pixels: int
+    max_top_k: int
+    body_timeout_s: float
+
+
+class ModelsResponse(BaseModel):
+    default: str
+    default_precision: str
+    ready: bool
+    models: list[ModelInfo]
+    limits: Limits
+
+
+class LabelsResponse(BaseModel):
+    model: str
+    lang: str
+    labels: list[str]
+
+
+class StatusResponse(BaseModel):
+    status: str
+
+
 ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 408, 413, 415, 421, 422, 503)}
 MULTIPART_BODY = {
     "requestBody": {
@@ -163,7 +207,8 @@ def _content_length(request: Request) -> int | None:
     return int(value) if value is not None and value.isdigit() else None
 
 
-@router.get("/api/v1/models", tags=["models"], summary="Served models, defaults and limits")
+@router.get("/api/v1/models", tags=["models"], summary="Served models, defaults and limits", response_model=None,
+            responses={200: {"model": ModelsResponse}, 401: {"model": ErrorResponse}})
 async def models(request: Request):
     """The models this server serves (the first is the default), their precisions, label
     languages and preprocessing in words, plus the upload limits."""
@@ -177,8 +222,9 @@ async def models(request: Request):
     }, headers=NO_STORE)
 
 
-@router.get("/api/v1/labels", tags=["models"], summary="The label list of a served model",
-            responses={404: {"model": ErrorResponse}, 422: {"model": ErrorResponse}})
+@router.get("/api/v1/labels", tags=["models"], summary="The label list of a served model", response_model=None,
+            responses={200: {"model": LabelsResponse}, 401: {"model": ErrorResponse}, 404: {"model": ErrorResponse},
+                       422: {"model": ErrorResponse}})
 async def labels(request: Request, model: Optional[str] = Query(None, max_length=200), lang: Lang = Query(Lang.en)):
     """Class names indexed by class index, in the requested language when the model has it
     (`lang` in the answer says which language was used)."""
@@ -190,13 +236,15 @@ async def labels(request: Request, model: Optional[str] = Query(None, max_length
                         headers={"Cache-Control": "no-cache"})
 
 
-@router.get("/healthz", tags=["health"], summary="Liveness")
+@router.get("/healthz", tags=["health"], summary="Liveness", response_model=None,
+            responses={200: {"model": StatusResponse}})
 async def healthz():
     """200 whenever the process is alive (no API key needed)."""
     return JSONResponse({"status": "ok"}, headers=NO_STORE)
 
 
-@router.get("/readyz", tags=["health"], summary="Readiness", responses={503: {"model": ErrorResponse}})
+@router.get("/readyz", tags=["health"], summary="Readiness", response_model=None,
+            responses={200: {"model": StatusResponse}, 503: {"model": ErrorResponse}})
 async def readyz(request: Request):
     """200 once every model is loaded and warmed; 503 while loading and while shutting down."""
     lifecycle = _state(request).lifecycle
@@ -209,7 +257,9 @@ async def readyz(request: Request):
                         headers=error_headers(code))
 
 
-@router.get("/metrics", tags=["health"], summary="Prometheus metrics")
+@router.get("/metrics", tags=["health"], summary="Prometheus metrics", response_class=Response,
+            responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"},
+                       401: {"model": ErrorResponse}})
 async def metrics(request: Request):
     """Requests by route and status, latencies, batch sizes, queue depth, errors by code."""
     return Response(generate_latest(_state(request).metrics.registry), media_type=CONTENT_TYPE_LATEST,
