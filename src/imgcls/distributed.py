@@ -23,7 +23,9 @@ top_scores (list<float64>, rounded to 6 decimals as the single-process engine do
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -211,21 +213,15 @@ def read_results(path: Path) -> list[dict]:
         text = path.read_text(encoding="utf-8")
         if suffix == ".jsonl":
             return [_normalise(json.loads(line)) for line in text.splitlines() if line.strip()]
-        import csv
-        import io
-
         rows = []
         for record in csv.DictReader(io.StringIO(text, newline="")):
             for column in ("top_indices", "top_labels", "top_scores"):
                 record[column] = json.loads(record[column] or "[]")
             rows.append(_normalise(record))
         return rows
-    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
-        raise InputError(f"The existing output {path.name} cannot be read as imgcls results ({exc.__class__.__name__}); "
-                         "delete it or choose another --output.") from None
-    except Exception as exc:  # pyarrow's own errors (ArrowInvalid, ...) on a damaged file
-        raise InputError(f"The existing output {path.name} is damaged ({exc.__class__.__name__}); "
-                         "delete it or choose another --output.") from None
+    except Exception as exc:  # OSError, bad JSON/CSV, missing columns, pyarrow's ArrowInvalid, ...
+        raise InputError(f"The existing output {path.name} cannot be read as imgcls results "
+                         f"({exc.__class__.__name__}); delete it or choose another --output.") from None
 
 
 def _normalise(record: dict) -> dict:
@@ -253,8 +249,6 @@ def write_results(rows: list[dict], path: Path) -> None:
                 for row in rows:
                     handle.write(json.dumps(row, ensure_ascii=False) + "\n")
         else:
-            import csv
-
             with tmp.open("w", encoding="utf-8", newline="") as handle:
                 writer = csv.writer(handle)
                 writer.writerow(RESULT_COLUMNS)
@@ -454,8 +448,8 @@ def _run_pipeline(pending, spec, artifact_path, manifest, k, lang, batch_size, a
     from imgcls.preprocess import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 
     ray = _import_ray()
-    _start_ray(address, actors, threads)
     try:
+        _start_ray(address, actors, threads)
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # ours is on stderr below
         context.print_on_execution_start = False
@@ -490,11 +484,9 @@ def _run_pipeline(pending, spec, artifact_path, manifest, k, lang, batch_size, a
             finally:
                 writer.flush()  # Ctrl-C or a crash still keeps every finished row
         return time.perf_counter() - started
-    except ImgclsError:
+    except (ImgclsError, KeyboardInterrupt):
         raise
-    except KeyboardInterrupt:
-        raise
-    except Exception as exc:
+    except Exception as exc:  # Ray's own failures (a lost node, an actor that died, ...)
         console_err.print(f"[red]The Ray job failed:[/] {exc.__class__.__name__}: {str(exc)[:500]}")
         console_err.print("Finished results are kept; re-run the same command to resume.")
         raise ImgclsError("The Ray job failed; re-run to resume from the saved parts.") from None
@@ -503,11 +495,6 @@ def _run_pipeline(pending, spec, artifact_path, manifest, k, lang, batch_size, a
 
 
 def _remove_parts(folder: Path) -> None:
-    if not folder.is_dir():
-        return
-    for part in folder.iterdir():
-        part.unlink(missing_ok=True)
-    try:
-        folder.rmdir()
-    except OSError:
-        pass
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)  # merged into the output, which is safely renamed in
