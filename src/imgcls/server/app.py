@@ -168,3 +168,10 @@ def _add_pages(app: FastAPI, state: AppState) -> None:
     @app.get("/docs.css", include_in_schema=False)
     async def docs_css():
         return Response(DOCS_CSS, media_type="text/css; charset=utf-8", headers={"Cache-Control": "no-cache"})
+
+    # Browsers ask for /favicon.ico on pages that name no icon (e.g. /openapi.json): answer with
+    # the app's SVG icon instead of a 404 in every console.
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon():
+        return FileResponse(STATIC_DIR / "favicon.svg", media_type="image/svg+xml",
+                            headers={"Cache-Control": "max-age=86400"})

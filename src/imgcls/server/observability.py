@@ -36,7 +36,7 @@ SECURITY_HEADERS = [
     (b"cross-origin-resource-policy", b"same-origin"),
 ]
 _KNOWN_ROUTES = {
-    "/", "/healthz", "/readyz", "/metrics", "/docs", "/docs.css", "/openapi.json",
+    "/", "/healthz", "/readyz", "/metrics", "/docs", "/docs.css", "/openapi.json", "/favicon.ico",
     "/api/v1/classify", "/api/v1/models", "/api/v1/labels",
 }
 _METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}  # bounded label values
