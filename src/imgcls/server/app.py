@@ -31,6 +31,7 @@ from imgcls.server.http_errors import install_exception_handlers
 from imgcls.server.observability import Metrics, RequestContext
 from imgcls.server.registry import ModelRegistry
 from imgcls.server.security import Guard, Lifecycle, split_host
+from imgcls.server.testhooks import LeakHook, leak_hook_settings
 from imgcls.server.uploads import ByteBudget
 
 __all__ = ["create_app", "AppState", "STATIC_DIR"]
@@ -147,6 +148,9 @@ def create_app(config: ServerConfig | None = None, slots: list[ModelSlot] | None
     origin_hosts = {h.strip().lower().strip("[]") for h in config.allowed_hosts if h.strip()}
     app.add_middleware(Guard, lifecycle=state.lifecycle, hostnames=hostnames, origin_hosts=origin_hosts,
                        api_key=config.api_key or None, max_upload_bytes=config.max_upload_bytes, metrics=state.metrics)
+    leak = leak_hook_settings()
+    if leak is not None:  # reliability tests only: proves the soak's leak detector fires
+        app.add_middleware(LeakHook, kb=leak[0], files=leak[1])
     app.add_middleware(RequestContext, metrics=state.metrics)  # added last = outermost
     return app
 

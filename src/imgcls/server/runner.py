@@ -114,6 +114,14 @@ def _url(host: str, port: int) -> str:
     return f"http://{shown}:{port}/"
 
 
+def _http_protocol(config: ServerConfig):
+    if importlib.util.find_spec("httptools") is None:
+        return "h11"
+    from imgcls.server.protocol import HEADER_TIMEOUT_S, guarded_protocol
+
+    return guarded_protocol(header_timeout_s=min(HEADER_TIMEOUT_S, config.body_timeout_s))
+
+
 def run_server(config: ServerConfig) -> int:
     """Resolve models (building a missing fp32 artifact out of process), bind, serve until
     signalled. Returns the process exit code. Raises ImgclsError / OSError with one-line
@@ -128,7 +136,9 @@ def run_server(config: ServerConfig) -> int:
     uv_config = uvicorn.Config(
         app,
         loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
-        http="httptools" if importlib.util.find_spec("httptools") else "h11",
+        # httptools with a header deadline and size cap (uvicorn has neither; see protocol.py);
+        # h11 (no httptools) caps header size itself (16 KB) but has no header deadline.
+        http=_http_protocol(config),
         ws="none",
         lifespan="on",
         log_config=None,

@@ -1,0 +1,114 @@
+"""The HTTP/1.1 connection protocol: uvicorn's httptools protocol with the limits it lacks.
+
+uvicorn bounds neither the time nor the size of a request's *headers*: a client that opens a
+connection and sends nothing, or one header byte per second (slowloris), holds a connection
+slot forever, and one endless header line grows the process by the size of the header (200 MB
+of ``X-Big: aaaa...`` cost 280 MB of RSS and minutes of CPU in a probe). With 500 connection
+slots, a handful of such clients lock everyone else out. This subclass adds:
+
+* a **header deadline**: the request line and headers must arrive within ``header_timeout_s``
+  of the connection opening (or of the first byte of a later keep-alive request) -> 408 and close;
+* a **header size cap** (``max_header_bytes`` for the request line plus all headers) -> 431 and close;
+* JSON for the protocol-level 400 uvicorn sends on an unparsable request (a plain-text body
+  would break the ``{"error": {"code", "message"}}`` contract clients rely on).
+
+The body has its own deadline and cap in ``uploads.read_uploads``.
+"""
+
+from __future__ import annotations
+
+import json
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+__all__ = ["guarded_protocol", "GuardedHttpToolsProtocol", "HEADER_TIMEOUT_S", "MAX_HEADER_BYTES"]
+
+HEADER_TIMEOUT_S = 10.0
+MAX_HEADER_BYTES = 64 * 1024  # browsers send ~1-2 KB; nginx's default buffer is 8 KB, large 4x8 KB
+
+
+def _error_bytes(status: int, reason: str, code: str, message: str) -> bytes:
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    head = (f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
+            "cache-control: no-store\r\nconnection: close\r\n\r\n").encode()
+    return head + body
+
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    """HttpToolsProtocol with a header deadline, a header size cap and JSON protocol errors."""
+
+    header_timeout_s = HEADER_TIMEOUT_S
+    max_header_bytes = MAX_HEADER_BYTES
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._awaiting_headers = True
+        self._header_bytes = 0
+        self._header_timer = None
+
+    # -- the header phase ----------------------------------------------------------------------
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._start_header_phase()
+
+    def _start_header_phase(self) -> None:
+        self._awaiting_headers = True
+        self._header_bytes = 0
+        if self._header_timer is None:
+            self._header_timer = self.loop.call_later(self.header_timeout_s, self._header_timeout)
+
+    def _end_header_phase(self) -> None:
+        self._awaiting_headers = False
+        self._header_bytes = 0
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._start_header_phase()  # keeps the connection's timer if it is still running
+
+    def on_headers_complete(self) -> None:
+        self._end_header_phase()
+        super().on_headers_complete()
+
+    def data_received(self, data: bytes) -> None:
+        if self._awaiting_headers:
+            self._header_bytes += len(data)
+        super().data_received(data)
+        # Still waiting for the end of the headers after this read: everything so far was header.
+        if self._awaiting_headers and self._header_bytes > self.max_header_bytes and not self.transport.is_closing():
+            self._reject(431, "Request Header Fields Too Large", "headers_too_large",
+                         f"The request headers are larger than {self.max_header_bytes // 1024} KB.")
+
+    def _header_timeout(self) -> None:
+        self._header_timer = None
+        if not self._awaiting_headers or self.transport.is_closing():
+            return
+        if self._header_bytes == 0 and self.cycle is None:
+            self.transport.close()  # an idle connection that never said anything: just hang up
+            return
+        self._reject(408, "Request Timeout", "request_timeout",
+                     f"The request headers did not arrive within {self.header_timeout_s:g} seconds.")
+
+    def _reject(self, status: int, reason: str, code: str, message: str) -> None:
+        self._end_header_phase()
+        self.logger.warning("refused a connection: %s", code)
+        self.transport.write(_error_bytes(status, reason, code, message))
+        self.transport.close()
+
+    def connection_lost(self, exc) -> None:
+        self._end_header_phase()
+        super().connection_lost(exc)
+
+    # -- protocol errors as JSON ---------------------------------------------------------------
+    def send_400_response(self, msg: str) -> None:
+        self._end_header_phase()
+        self.transport.write(_error_bytes(400, "Bad Request", "bad_request", "The request is not valid HTTP/1.1."))
+        self.transport.close()
+
+
+def guarded_protocol(header_timeout_s: float = HEADER_TIMEOUT_S, max_header_bytes: int = MAX_HEADER_BYTES) -> type:
+    """A GuardedHttpToolsProtocol subclass with these limits, for ``uvicorn.Config(http=...)``."""
+    return type("ImgclsHttpProtocol", (GuardedHttpToolsProtocol,),
+                {"header_timeout_s": float(header_timeout_s), "max_header_bytes": int(max_header_bytes)})
