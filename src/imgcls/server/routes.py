@@ -123,7 +123,7 @@ MULTIPART_BODY = {
         "required": True,
         "content": {"multipart/form-data": {"schema": {
             "type": "object", "required": ["file"],
-            "properties": {"file": {"type": "array", "items": {"type": "string", "format": "binary"},
+            "properties": {"file": {"type": "array", "minItems": 1, "items": {"type": "string", "format": "binary"},
                                     "description": "One or more images (JPEG, PNG, GIF, WebP, BMP, TIFF)."}},
         }}},
     }
