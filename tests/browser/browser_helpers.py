@@ -1,0 +1,133 @@
+"""The browser-tier helpers: one Chromium per test with its requests and errors recorded,
+screenshots saved as test artifacts, and CSP-safe polling."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+CHROMIUM = Path("/usr/bin/chromium")
+# Quiet, offline-friendly Chromium: no background services that would phone home.
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-quic", "--no-first-run", "--disable-sync",
+]
+FAKE_CAMERA_ARGS = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
+BUNDLE_NAME = "lite0-bundle"  # the second served model (a bundle folder)
+MAX_UPLOAD_MB = 2  # the server's cap: small, so "too large" is cheap to reach with a generated file
+
+
+class Browser:
+    """One Chromium with a fresh profile, its pages' requests and errors recorded for teardown."""
+
+    def __init__(self, driver, server: ServerProcess, screenshots: Path, test_name: str):
+        self.driver = driver
+        self.server = server
+        self.screenshots = screenshots
+        self.test_name = test_name
+        self.requests: list[str] = []
+        self.page_errors: list[str] = []
+        self.console_errors: list[str] = []
+        self.error_responses: list[str] = []  # "status url", to explain console errors
+        self.allowed_console: list[str] = []
+        self.context = None
+        self.shots: list[Path] = []
+
+    def open(self, path: str = "/", *, viewport=(1280, 900), scale: float = 1, camera: bool = False,
+             init_script: str | None = None):
+        """Launch Chromium, open `path` on the server, wait until the UI has wired itself up."""
+        profile = tempfile.mkdtemp(prefix="imgcls-chromium-")
+        self.context = self.driver.chromium.launch_persistent_context(
+            profile, executable_path=str(CHROMIUM), headless=True,
+            args=CHROMIUM_ARGS + (FAKE_CAMERA_ARGS if camera else []),
+            viewport={"width": viewport[0], "height": viewport[1]}, device_scale_factor=scale,
+            accept_downloads=True, locale="en-US")
+        self.context.set_default_timeout(20_000)
+        self.context.on("request", lambda r: self.requests.append(r.url))
+        if init_script:
+            self.context.add_init_script(init_script)
+        page = self.context.pages[0] if self.context.pages else self.context.new_page()
+        page.on("pageerror", lambda e: self.page_errors.append(str(e)))
+        page.on("console", lambda m: self.console_errors.append(m.text) if m.type == "error" else None)
+        page.on("response", lambda r: self.error_responses.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+        page.goto(self.server.url + path)
+        if path == "/":
+            page.locator("body[data-ready=true]").wait_for(state="attached")
+            # The model list and readiness arrive asynchronously.
+            page.locator("[data-testid=model-select] option[value=efficientnet_lite0]").wait_for(state="attached")
+            page.locator("[data-testid=server-status][data-state=ready]").wait_for(state="attached")
+        return page
+
+    def shot(self, page, name: str, full_page: bool = True) -> Path:
+        path = self.screenshots / f"{self.test_name}--{name}.png"
+        page.screenshot(path=str(path), full_page=full_page)
+        self.shots.append(path)
+        print(f"screenshot: {path}")
+        return path
+
+    def offsite_requests(self) -> list[str]:
+        own = urlsplit(self.server.url)
+        bad = []
+        for url in self.requests:
+            parts = urlsplit(url)
+            if parts.scheme in ("blob", "data"):
+                continue
+            if (parts.scheme, parts.hostname, parts.port) != (own.scheme, own.hostname, own.port):
+                bad.append(url)
+        return bad
+
+    def close(self) -> None:
+        if self.context is not None:
+            self.context.close()
+
+
+def poll(page, script: str, predicate=bool, timeout: float = 10.0, interval: float = 0.1):
+    """page.evaluate(script) until predicate(value) holds (CSP-safe replacement for wait_for_function)."""
+    deadline = time.monotonic() + timeout
+    value = page.evaluate(script)
+    while not predicate(value):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting on {script!r}; last value {value!r}")
+        time.sleep(interval)
+        value = page.evaluate(script)
+    return value
+
+
+def card(page, filename: str):
+    """The result card of one uploaded file."""
+    return page.locator(f'[data-testid=result-card][data-filename="{filename}"]')
+
+
+def classify_all(page, expected: int, timeout: float = 60_000) -> None:
+    """Press Classify and wait until `expected` cards have finished (done or error)."""
+    from playwright.sync_api import expect
+
+    button = page.get_by_test_id("classify-button")
+    expect(button).to_be_enabled()
+    button.click()
+    finished = page.locator("[data-testid=result-card][data-status=done], [data-testid=result-card][data-status=error]")
+    expect(finished).to_have_count(expected, timeout=timeout)
+    expect(page.get_by_test_id("progress")).to_have_attribute("data-state", "done")
+
+
+def card_top(page, filename: str) -> list[dict]:
+    """[{label, score, width}] for one card, read from the DOM (width = the bar's fill in %)."""
+    return card(page, filename).evaluate("""(el) => Array.from(el.querySelectorAll('.topk-row')).map((row) => ({
+        label: row.querySelector('[data-testid=label]').textContent,
+        lang: row.querySelector('[data-testid=label]').lang,
+        score: row.querySelector('[data-testid=score]').textContent,
+        width: row.querySelector('[data-testid=bar]').getBoundingClientRect().width
+             / row.querySelector('.bar').getBoundingClientRect().width * 100,
+    }))""")
+
+
+def no_horizontal_scroll(page) -> dict:
+    return page.evaluate("""() => ({scrollWidth: document.documentElement.scrollWidth,
+                                    innerWidth: window.innerWidth})""")
+
+
+def file_payload(path) -> dict:
+    """A photo as a Playwright file payload (paths and in-memory files cannot be mixed)."""
+    return {"name": path.name, "mimeType": "image/jpeg", "buffer": path.read_bytes()}
