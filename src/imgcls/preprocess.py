@@ -18,7 +18,7 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageChops, ImageFile, ImageOps, UnidentifiedImageError
 
 from imgcls.catalog.entries import Preprocessing
 from imgcls.errors import (
@@ -194,6 +194,7 @@ def decode_image(
             if draft_size and fmt == "JPEG":
                 _apply_draft(image, draft_size, report)
             image.load()
+            image = _fix_plain_cmyk(image, fmt, report)
             image = _apply_exif_orientation(image, report)
             image = _to_rgb(image, report)
     except (ImageTooLargeError, CorruptImageError, UnsupportedMediaError):
@@ -224,6 +225,17 @@ def _apply_draft(image: Image.Image, draft_size: int, report: InputReport) -> No
     if scale > 1:
         image.draft("RGB", (width // scale, height // scale))
         report.conversions.append(f"decoded at 1/{scale} scale (JPEG draft mode)")
+
+
+def _fix_plain_cmyk(image: Image.Image, fmt: str, report: InputReport) -> Image.Image:
+    # Pillow reads every CMYK JPEG as Adobe-inverted ("assume adobe conventions"). Photoshop's
+    # files do carry the Adobe APP14 marker; a CMYK JPEG without it stores plain values, and
+    # browsers (Firefox, Chromium) only invert when the marker is present. Do the same, or a
+    # red photo from such a file turns cyan and gets the wrong classes.
+    if fmt == "JPEG" and image.mode == "CMYK" and "adobe" not in image.info:
+        report.conversions.append("CMYK without an Adobe marker read as non-inverted")
+        return ImageChops.invert(image)
+    return image
 
 
 def _apply_exif_orientation(image: Image.Image, report: InputReport) -> Image.Image:
