@@ -1,7 +1,8 @@
 // imgcls web UI: pick or drop images, classify them in chunks, show top-k
 // labels per image in English or Chinese, export CSV/JSON, live camera.
 //
-// Flow: files → items (pending) → runBatch() sends chunks of CHUNK_SIZE to
+// Flow: files → items (pending) → runBatch() plans requests (planChunks: a few files,
+// never more bytes than the server accepts) and sends them to
 // POST /api/v1/classify → each item becomes done or error → cards re-render.
 // Request-level failures (401, 413, 503, network) go to the banner.
 
@@ -12,7 +13,7 @@ import { renderCard } from './cards.js';
 import { errorText, buildCsv, buildJson } from './report.js';
 import { Camera } from './camera.js';
 import { showBanner, hideBanner, refreshBanner, promptForKey, announce } from './banner.js';
-import { sendChunk, CHUNK_SIZE } from './batch.js';
+import { sendChunk, planChunks, failItems } from './batch.js';
 
 const RETRYABLE = new Set(['overloaded', 'not_ready', 'upload_failed']);
 const PREF = { model: 'imgcls.model', topk: 'imgcls.topk', precision: 'imgcls.precision' };
@@ -24,6 +25,7 @@ const state = {
   run: null, // {ctrl, total, done, ok, failed}
   lastRun: null, // outcome of the previous run, for the progress line
   labels: new Map(), // "model|lang" → {lang, labels} | 'loading' | 'failed'
+  limits: null, // the server's upload limits from /api/v1/models, once known
 };
 
 const el = {
@@ -102,6 +104,7 @@ async function loadModels() {
     return;
   }
   state.models = Array.isArray(data.models) ? data.models : [];
+  state.limits = data.limits && typeof data.limits === 'object' ? data.limits : null;
   const saved = pref(PREF.model);
   const chosen = modelInfo(saved) ? saved : (data.default || (state.models[0] && state.models[0].name) || '');
   el.model.replaceChildren(...state.models.map((m) => h('option', { value: m.name }, m.title || m.name)));
@@ -247,20 +250,24 @@ async function runBatch() {
   renderControls();
   announce(t('progress.running', { done: 0, total: run.total }));
 
-  for (let i = 0; i < todo.length; i += CHUNK_SIZE) {
-    const chunk = todo.slice(i, i + CHUNK_SIZE).filter((it) => !it.removed);
-    const skipped = Math.min(CHUNK_SIZE, todo.length - i) - chunk.length;
-    run.done += skipped;
+  const ctx = {
+    params: currentParams(),
+    key: currentKey(),
+    setItem,
+    onUpdate: renderSummary,
+    resume: runBatch,
+    reloadModels: loadModels,
+    askForKey: (then) => promptForKey(getKeyMessage(), then),
+  };
+  const { tooLarge, chunks } = planChunks(todo, state.limits);
+  // Over the server's cap on its own: say so on the card instead of uploading it to be refused.
+  if (tooLarge.length) failItems(tooLarge, { code: 'payload_too_large', message: '', status: 413 }, run, ctx);
+  renderControls();
+  for (const planned of chunks) {
+    const chunk = planned.filter((it) => !it.removed);
+    run.done += planned.length - chunk.length;
     if (!chunk.length) continue;
-    const keepGoing = await sendChunk(chunk, run, {
-      params: currentParams(),
-      key: currentKey(),
-      setItem,
-      onUpdate: renderSummary,
-      resume: runBatch,
-      reloadModels: loadModels,
-      askForKey: (then) => promptForKey(getKeyMessage(), then),
-    });
+    const keepGoing = await sendChunk(chunk, run, ctx);
     renderControls();
     if (!keepGoing) {
       run.stopped = true;
@@ -292,6 +299,7 @@ const cardCtx = {
   labelFor,
   currentKey,
   modelTitle: (name) => (modelInfo(name) && modelInfo(name).title) || name || '',
+  uploadLimit: () => (state.limits && Number(state.limits.max_upload_bytes)) || null,
   onRemove: removeItem,
 };
 

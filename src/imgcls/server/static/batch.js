@@ -13,6 +13,40 @@ import { showBanner, hideBanner, announce } from './banner.js';
 export const CHUNK_SIZE = 4;
 const MAX_BUSY_RETRIES = 5;
 const MAX_RETRY_WAIT_S = 30;
+// Multipart framing per file (boundary, part headers, file name), rounded up generously so a
+// planned request never trips the server's per-request byte cap.
+const PART_OVERHEAD = 4096;
+
+/**
+ * Split items into requests before anything is sent: at most CHUNK_SIZE files (and the server's
+ * max_files) per request and, when the server's byte cap is known, no more bytes than it takes.
+ * A file at or over the cap on its own can never be accepted, so it is not uploaded at all.
+ *
+ * Args: items — with .size; limits — /api/v1/models `limits` ({max_upload_bytes, max_files}) or null.
+ * Returns: {tooLarge: [item], chunks: [[item]]}, upload order kept.
+ */
+export function planChunks(items, limits) {
+  const cap = Number(limits && limits.max_upload_bytes);
+  const maxBytes = cap > 0 ? cap : Infinity;
+  const maxFiles = Math.max(1, Math.min(CHUNK_SIZE, Number(limits && limits.max_files) || CHUNK_SIZE));
+  const tooLarge = [];
+  const chunks = [];
+  let current = [];
+  let bytes = 0;
+  for (const item of items) {
+    if (item.size >= maxBytes) { tooLarge.push(item); continue; }
+    const cost = item.size + PART_OVERHEAD;
+    if (current.length && (current.length >= maxFiles || bytes + cost > maxBytes)) {
+      chunks.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(item);
+    bytes += cost;
+  }
+  if (current.length) chunks.push(current);
+  return { tooLarge, chunks };
+}
 
 /**
  * Send `chunk` (items with .file) and apply the answer.
@@ -132,7 +166,8 @@ function applyResults(chunk, data, run, ctx) {
   announce(t('progress.running', { done: run.done, total: run.total }));
 }
 
-function failItems(chunk, error, run, ctx) {
+/** Mark every item of `chunk` failed with `error` ({code, message, status}) and count it. */
+export function failItems(chunk, error, run, ctx) {
   for (const item of chunk) {
     item.settingsKey = ctx.key;
     item.model = ctx.params.model || null;

@@ -93,6 +93,17 @@ function metaLine(item, ctx) {
   return h('p', { class: 'card-meta' }, parts);
 }
 
+/** The card's error in plain words; "too large" says the file's size and the server's limit. */
+function errorMessage(item, ctx) {
+  if (item.error && item.error.code === 'payload_too_large' && item.size) {
+    const limit = ctx.uploadLimit && ctx.uploadLimit();
+    return limit
+      ? t('error.tooLargeLimit', { size: formatBytes(item.size), limit: formatBytes(limit) })
+      : `${errorText(item.error)} (${formatBytes(item.size)})`;
+  }
+  return errorText(item.error);
+}
+
 function stateLine(item) {
   if (item.status === 'working') {
     return h('p', { class: 'card-state is-working' }, h('span', { class: 'spinner', 'aria-hidden': 'true' }), t('card.working'));
@@ -105,7 +116,7 @@ function stateLine(item) {
  * Build or refresh the card element for `item`.
  *
  * Args: item — {id, name, size, status, result, error, settingsKey, ...};
- * ctx — {labelFor, modelTitle, currentKey, onRemove, busy}.
+ * ctx — {labelFor, modelTitle, currentKey, onRemove, uploadLimit}.
  * Returns: the card element (item.card), updated in place.
  */
 export function renderCard(item, ctx) {
@@ -138,8 +149,7 @@ export function renderCard(item, ctx) {
     if (item.model) body.append(h('p', { class: 'card-meta' }, h('span', { class: 'meta-model' }, item.model)));
     body.append(h('p', { class: 'card-error', 'data-testid': 'card-error' },
       h('span', { class: 'card-error-icon', 'aria-hidden': 'true' }, '!'),
-      h('span', {}, errorText(item.error),
-        item.error && item.error.code === 'payload_too_large' && item.size ? ` (${formatBytes(item.size)})` : null)));
+      h('span', {}, errorMessage(item, ctx))));
   } else {
     body.append(stateLine(item));
   }
