@@ -22,7 +22,7 @@ MAX_UPLOAD_MB = 2  # the server's cap: small, so "too large" is cheap to reach w
 class Browser:
     """One Chromium with a fresh profile, its pages' requests and errors recorded for teardown."""
 
-    def __init__(self, driver, server: ServerProcess, screenshots: Path, test_name: str):
+    def __init__(self, driver, server, screenshots: Path, test_name: str):
         self.driver = driver
         self.server = server
         self.screenshots = screenshots
@@ -36,8 +36,9 @@ class Browser:
         self.shots: list[Path] = []
 
     def open(self, path: str = "/", *, viewport=(1280, 900), scale: float = 1, camera: bool = False,
-             init_script: str | None = None):
-        """Launch Chromium, open `path` on the server, wait until the UI has wired itself up."""
+             init_script: str | None = None, settle: bool = True):
+        """Launch Chromium and open `path` on the server; for the app, wait until it has wired
+        itself up and (with `settle`) loaded the model list and seen the server ready."""
         profile = tempfile.mkdtemp(prefix="imgcls-chromium-")
         self.context = self.driver.chromium.launch_persistent_context(
             profile, executable_path=str(CHROMIUM), headless=True,
@@ -55,6 +56,7 @@ class Browser:
         page.goto(self.server.url + path)
         if path == "/":
             page.locator("body[data-ready=true]").wait_for(state="attached")
+        if path == "/" and settle:
             # The model list and readiness arrive asynchronously.
             page.locator("[data-testid=model-select] option[value=efficientnet_lite0]").wait_for(state="attached")
             page.locator("[data-testid=server-status][data-state=ready]").wait_for(state="attached")

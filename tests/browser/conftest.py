@@ -83,14 +83,29 @@ def playwright_driver(chromium):
 
 
 @pytest.fixture
-def browser(request, playwright_driver, server, screenshots_dir):
-    """A fresh Chromium per test; at teardown: no off-site request, no page error, no console error."""
-    b = Browser(playwright_driver, server, screenshots_dir, request.node.name.replace("[", "-").rstrip("]"))
+def browser_on(request, playwright_driver, screenshots_dir):
+    """Factory: browser_on(server) -> a fresh Chromium for this test. At teardown every one is
+    checked: no off-site request, no uncaught page error, no unexpected console error."""
+    made: list[Browser] = []
+
+    def make(server: ServerProcess) -> Browser:
+        b = Browser(playwright_driver, server, screenshots_dir, request.node.name.replace("[", "-").rstrip("]"))
+        made.append(b)
+        return b
+
     try:
-        yield b
+        yield make
     finally:
-        b.close()
-    assert not b.offsite_requests(), f"requests left the server's origin: {b.offsite_requests()}"
-    assert not b.page_errors, f"uncaught page errors: {b.page_errors}"
-    unexpected = [m for m in b.console_errors if not any(a in m for a in b.allowed_console)]
-    assert not unexpected, f"console errors: {unexpected} (error responses: {b.error_responses})"
+        for b in made:
+            b.close()
+    for b in made:
+        assert not b.offsite_requests(), f"requests left the server's origin: {b.offsite_requests()}"
+        assert not b.page_errors, f"uncaught page errors: {b.page_errors}"
+        unexpected = [m for m in b.console_errors if not any(a in m for a in b.allowed_console)]
+        assert not unexpected, f"console errors: {unexpected} (error responses: {b.error_responses})"
+
+
+@pytest.fixture
+def browser(browser_on, server) -> Browser:
+    """A fresh Chromium on the shared server."""
+    return browser_on(server)

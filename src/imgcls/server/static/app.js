@@ -277,6 +277,7 @@ async function runBatch() {
   for (const item of todo) if (item.status === 'queued' || item.status === 'working') setItem(item, 'pending');
   state.run = null;
   state.lastRun = run;
+  if (run.ok && lastStatus !== 'ready') renderStatus('ready'); // an answer proves it; don't wait for the poll
   renderControls();
   renderSummary();
   announce(run.stopped
