@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 import mimetypes
-import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
@@ -25,7 +24,7 @@ from fastapi.staticfiles import StaticFiles
 from imgcls import __version__
 from imgcls.errors import ImgclsError
 from imgcls.server import routes
-from imgcls.server.config import ModelSlot, ServerConfig, resolve_models
+from imgcls.server.config import ModelSlot, ServerConfig, available_cores, resolve_models
 from imgcls.server.docs import DOCS_CSS, render_docs
 from imgcls.server.http_errors import install_exception_handlers
 from imgcls.server.observability import Metrics, RequestContext
@@ -57,7 +56,7 @@ class AppState:
         # Bodies held in memory at once, all requests together (each is capped on its own too).
         self.upload_budget = ByteBudget(max(4 * config.max_upload_bytes, 64 * 1024 * 1024))
         self._limits = routes.make_limits(config)
-        workers = config.decode_threads or max(1, min(len(os.sched_getaffinity(0)), 8))
+        workers = config.decode_threads or available_cores()
         self.decode_pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="imgcls-decode")
         # Set by the runner: called once models are warm, or with a message when loading failed.
         self.on_ready: Callable[[], None] | None = None

@@ -9,6 +9,7 @@ instead of serving garbage.
 from __future__ import annotations
 
 import ipaddress
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -38,8 +39,10 @@ class ServerConfig:
     max_upload_mb: float = 20.0  # whole request body cap, enforced while reading
     max_files: int = 32  # file parts per request
     max_pixels: int = DEFAULT_MAX_PIXELS  # decoded image size cap, checked from the header
-    threads: int | None = None  # ONNX Runtime intra-op threads per model call (default: all cores)
-    model_workers: int = 1  # model calls that may run at once per model (each with `threads` threads)
+    # Throughput on few cores: one ORT thread per model call and one call per core beats one
+    # call spread over all cores (no per-operator thread hand-offs; decode threads interleave).
+    threads: int | None = 1  # ONNX Runtime intra-op threads per model call (None: all cores)
+    model_workers: int | None = None  # model calls that may run at once per model (None: one per core)
     decode_threads: int | None = None  # threads decoding/preprocessing uploads (default: cores)
     api_key: str | None = None  # protects /api/* and /metrics when set
     allowed_hosts: list[str] = field(default_factory=list)  # extra Host names accepted (DNS-rebinding guard)
@@ -48,6 +51,10 @@ class ServerConfig:
     graceful_timeout_s: float = 10.0  # then wait at most this long for in-flight requests
     log_level: str = "info"
     warmup_delay_s: float = 0.0  # test hook (IMGCLS_TEST_WARMUP_DELAY_S): hold readiness back this long
+
+    @property
+    def workers_per_model(self) -> int:
+        return self.model_workers or available_cores()
 
     @property
     def max_upload_bytes(self) -> int:
@@ -64,7 +71,7 @@ class ServerConfig:
             (0 < self.max_upload_mb <= 1024, "--max-upload-mb must be above 0 and at most 1024."),
             (1 <= self.max_files <= 1000, "--max-files must be between 1 and 1000."),
             (self.threads is None or 1 <= self.threads <= 256, "--threads must be between 1 and 256."),
-            (1 <= self.model_workers <= 64, "--model-workers must be between 1 and 64."),
+            (self.model_workers is None or 1 <= self.model_workers <= 64, "--model-workers must be between 1 and 64."),
             (self.body_timeout_s > 0, "--body-timeout must be above 0 seconds."),
             (self.drain_seconds >= 0 and self.graceful_timeout_s >= 0, "shutdown timings must be >= 0."),
             (self.log_level in ("debug", "info", "warning", "error"), "--log-level must be debug, info, warning or error."),
@@ -89,6 +96,11 @@ class ServerConfig:
         if self.host not in ("0.0.0.0", "::", ""):
             names.add(self.host.lower().strip("[]"))
         return names
+
+
+def available_cores() -> int:
+    """Cores this process may run on (at most 8: beyond that, run several servers)."""
+    return max(1, min(len(os.sched_getaffinity(0)), 8))
 
 
 def is_loopback_host(host: str) -> bool:

@@ -39,7 +39,7 @@ class ServedModel:
         self.classifier: Classifier | None = None
         self.batcher = MicroBatcher(
             f"{slot.name}-{precision}", self._run, max_batch=config.max_batch, max_wait_ms=config.max_wait_ms,
-            max_queue=config.max_queue, workers=config.model_workers, observe=metrics.batcher_observer(slot.name, precision))
+            max_queue=config.max_queue, workers=config.workers_per_model, observe=metrics.batcher_observer(slot.name, precision))
 
     @property
     def name(self) -> str:
