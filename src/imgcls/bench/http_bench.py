@@ -1,0 +1,200 @@
+"""Sections 2-4: HTTP throughput/latency of ``imgcls serve`` and of the seed baseline, memory, cold start.
+
+Every figure comes from real processes on loopback: the server under test is started as a
+subprocess, loaded by ``imgcls.bench.loadgen`` (closed loop, one JPEG per request, dev photos
+cycled), and observed from outside (psutil CPU time and RSS) and through its own ``/metrics``
+(batch sizes and model-call time, so the tables show how batching behaved).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from imgcls.bench.data import BenchModel
+from imgcls.bench.loadgen import build_requests, http_get, run_load
+from imgcls.bench.servers import (
+    HOST,
+    RssSampler,
+    ServerProcess,
+    cold_start_seconds,
+    start_baseline,
+    start_imgcls,
+)
+from imgcls.bench.stats import median
+
+__all__ = ["HttpRow", "run_imgcls_http", "run_baseline_http", "run_memory", "MemoryResult", "HttpPlan"]
+
+IMGCLS_PATH = "/api/v1/classify"
+BASELINE_PATH = "/predict"
+MAX_SAMPLES = 600  # latency samples kept per row for the chart and the JSON
+
+
+@dataclass
+class HttpPlan:
+    concurrency: tuple[int, ...]
+    seconds: float
+    warmup_s: float
+    server_args: list[str] = field(default_factory=list)  # extra `imgcls serve` flags (tuning experiments)
+
+
+@dataclass
+class HttpRow:
+    system: str  # "imgcls" or "baseline"
+    model: str
+    precision: str
+    concurrency: int
+    result: dict  # LoadResult.summary()
+    server_cpu_ms_per_request: float
+    server_peak_rss_mb: float
+    mean_batch: float | None = None
+    mean_model_call_ms: float | None = None
+    samples_ms: list[float] = field(default_factory=list, repr=False)
+
+    @property
+    def rps(self) -> float:
+        return self.result["rps"]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _downsample(values: list[float], limit: int = MAX_SAMPLES) -> list[float]:
+    if len(values) <= limit:
+        return [round(v, 2) for v in values]
+    step = len(values) / limit
+    return [round(values[int(i * step)], 2) for i in range(limit)]
+
+
+_METRIC = re.compile(r'^(imgcls_(?:batch_size|inference_seconds)_(?:sum|count))\{([^}]*)\}\s+(\S+)$')
+
+
+def scrape_batching(port: int, precision: str) -> dict[str, float]:
+    """Sums of the batch-size and model-call histograms for one precision (all models)."""
+    status, body = http_get(HOST, port, "/metrics")
+    totals: dict[str, float] = {}
+    if status != 200:
+        return totals
+    for line in body.decode("utf-8", "replace").splitlines():
+        match = _METRIC.match(line)
+        if match and f'precision="{precision}"' in match.group(2):
+            totals[match.group(1)] = totals.get(match.group(1), 0.0) + float(match.group(3))
+    return totals
+
+
+def _measure(server: ServerProcess, requests: list[bytes], concurrency: int, plan: HttpPlan, expect: bytes,
+             precision: str | None) -> tuple[dict, list[float], float, float, float | None, float | None]:
+    before = scrape_batching(server.port, precision) if precision else {}
+    with RssSampler(server.pid) as sampler:
+        # CPU is read after the unrecorded warm-up inside run_load would be ideal; instead the
+        # warm-up runs first as its own short load, so the CPU window matches the recorded one.
+        if plan.warmup_s > 0:
+            run_load(HOST, server.port, requests, concurrency=concurrency, seconds=plan.warmup_s, warmup_s=0,
+                     expect=expect)
+        cpu0 = server.cpu_seconds()
+        result = run_load(HOST, server.port, requests, concurrency=concurrency, seconds=plan.seconds, warmup_s=0,
+                          expect=expect)
+        cpu = server.cpu_seconds() - cpu0
+    after = scrape_batching(server.port, precision) if precision else {}
+    done = result.ok + result.errors
+    mean_batch = mean_call = None
+    calls = after.get("imgcls_batch_size_count", 0) - before.get("imgcls_batch_size_count", 0)
+    if calls > 0:
+        mean_batch = round((after["imgcls_batch_size_sum"] - before.get("imgcls_batch_size_sum", 0)) / calls, 2)
+        mean_call = round((after["imgcls_inference_seconds_sum"] - before.get("imgcls_inference_seconds_sum", 0))
+                          * 1000 / calls, 2)
+    cpu_per_request = round(cpu * 1000 / done, 2) if done else 0.0
+    return result.summary(), _downsample(result.latencies_ms), cpu_per_request, sampler.peak / 2**20, mean_batch, mean_call
+
+
+def run_imgcls_http(models: list[BenchModel], photos: list[tuple[str, bytes]], plan: HttpPlan, log_dir: Path,
+                    progress: Callable[[str], None] = lambda s: None) -> tuple[list[HttpRow], dict]:
+    """Each model served by its own `imgcls serve` (both precisions loaded); every precision x concurrency.
+
+    Returns (rows, facts about each server: start-to-ready seconds, torch loaded or not).
+    """
+    rows: list[HttpRow] = []
+    facts: dict = {}
+    for model in models:
+        default = "int8" if "int8" in model.precisions else "fp32"
+        progress(f"http: starting imgcls serve with {model.key}")
+        with start_imgcls(f"imgcls-{model.key}", model.reference, default, log_dir, plan.server_args) as server:
+            facts[model.key] = {"start_to_ready_s": round(server.start_to_ready_s or 0, 2),
+                                "torch_loaded": server.has_torch_loaded(), "server_args": plan.server_args}
+            for precision in model.precisions:
+                requests = build_requests(photos, HOST, server.port, f"{IMGCLS_PATH}?precision={precision}")
+                for concurrency in plan.concurrency:
+                    progress(f"http: imgcls {model.key} {precision} concurrency {concurrency}")
+                    summary, samples, cpu, rss, batch, call = _measure(server, requests, concurrency, plan,
+                                                                       b'"top"', precision)
+                    rows.append(HttpRow("imgcls", model.key, precision, concurrency, summary, cpu, round(rss, 1),
+                                        batch, call, samples))
+    return rows, facts
+
+
+def run_baseline_http(venv: Path, app: Path, weights: Path | None, photos: list[tuple[str, bytes]], plan: HttpPlan,
+                      log_dir: Path, progress: Callable[[str], None] = lambda s: None) -> tuple[list[HttpRow], dict]:
+    """The seed baseline (Flask + PyTorch eager ResNet-18) under the same load generator."""
+    rows: list[HttpRow] = []
+    progress("baseline: starting the seed baseline (Flask + PyTorch eager)")
+    with start_baseline(venv, app, weights, log_dir) as server:
+        facts = {"start_to_ready_s": round(server.start_to_ready_s or 0, 2)}
+        requests = build_requests(photos, HOST, server.port, BASELINE_PATH)
+        for concurrency in plan.concurrency:
+            progress(f"baseline: concurrency {concurrency}")
+            summary, samples, cpu, rss, _, _ = _measure(server, requests, concurrency, plan, b'"label"', None)
+            rows.append(HttpRow("baseline", "resnet18", "fp32 (torch eager)", concurrency, summary, cpu,
+                                round(rss, 1), samples_ms=samples))
+        facts["peak_rss_mb_kernel"] = round((server.peak_rss_kernel() or 0) / 2**20, 1)
+    return rows, facts
+
+
+@dataclass
+class MemoryResult:
+    model: str
+    precision: str
+    requests: int
+    concurrency: int
+    errors: int
+    rss_ready_mb: float
+    peak_rss_sampled_mb: float
+    peak_rss_kernel_mb: float | None  # VmHWM: the kernel's exact high-water mark
+    rss_after_mb: float
+    torch_loaded: bool | None
+    cold_start_s: list[float]
+
+    @property
+    def peak_mb(self) -> float:
+        return max(self.peak_rss_sampled_mb, self.peak_rss_kernel_mb or 0.0)
+
+    @property
+    def cold_start_median_s(self) -> float:
+        return round(median(self.cold_start_s), 3)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "peak_rss_mb": round(self.peak_mb, 1), "cold_start_median_s": self.cold_start_median_s}
+
+
+def run_memory(model: BenchModel, precision: str, photos: list[tuple[str, bytes]], *, requests: int,
+               concurrency: int, cold_runs: int, log_dir: Path, server_args: list[str] | None = None,
+               progress: Callable[[str], None] = lambda s: None) -> MemoryResult:
+    """Peak RSS of a fresh server over ``requests`` requests, then cold start (median of ``cold_runs``)."""
+    progress(f"memory: {requests} requests to a fresh server ({model.key} {precision})")
+    with start_imgcls(f"memory-{model.key}", model.reference, precision, log_dir, server_args) as server:
+        rss_ready = server.rss()
+        raw = build_requests(photos, HOST, server.port, f"{IMGCLS_PATH}?precision={precision}")
+        with RssSampler(server.pid, interval_s=0.02) as sampler:
+            result = run_load(HOST, server.port, raw, concurrency=concurrency, seconds=3600, warmup_s=0,
+                              expect=b'"top"', max_requests=requests)
+        time.sleep(0.2)
+        memory = MemoryResult(model.key, precision, result.ok + result.errors, concurrency, result.errors,
+                              round(rss_ready / 2**20, 1), round(sampler.peak / 2**20, 1),
+                              round((server.peak_rss_kernel() or 0) / 2**20, 1) or None,
+                              round(server.rss() / 2**20, 1), server.has_torch_loaded(), [])
+    progress(f"memory: cold start x{cold_runs}")
+    memory.cold_start_s = [round(s, 3) for s in cold_start_seconds(model.reference, precision, log_dir, cold_runs,
+                                                                   server_args)]
+    return memory

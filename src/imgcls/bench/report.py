@@ -1,0 +1,206 @@
+"""Presenting a results document: Rich tables, the issue's targets as pass/miss, the PNG chart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from imgcls.bench.model_latency import PROTOTYPE_MS, TARGET_FACTOR
+
+__all__ = ["print_report", "targets", "write_chart", "baseline_ratios"]
+
+
+def _baseline_by_c(doc: dict) -> dict[int, float]:
+    rows = (doc.get("baseline") or {}).get("rows", [])
+    return {r["concurrency"]: r["result"]["rps"] for r in rows}
+
+
+def baseline_ratios(doc: dict) -> dict[tuple[str, str, int], float]:
+    """(model, precision, concurrency) -> imgcls req/s divided by the baseline's at that concurrency."""
+    base = _baseline_by_c(doc)
+    return {(r["model"], r["precision"], r["concurrency"]): round(r["result"]["rps"] / base[r["concurrency"]], 2)
+            for r in doc.get("http", []) if base.get(r["concurrency"])}
+
+
+def _http(doc: dict, model: str, precision: str, c: int) -> dict | None:
+    return next((r for r in doc.get("http", []) if (r["model"], r["precision"], r["concurrency"]) == (model, precision, c)),
+                None)
+
+
+def targets(doc: dict) -> list[dict]:
+    """The issue's targets that this run measured: name, target, measured, ok (None = not measured)."""
+    out: list[dict] = []
+
+    def add(name: str, target: str, measured, ok) -> None:
+        out.append({"target": name, "wanted": target, "measured": measured, "ok": ok})
+
+    for row in doc.get("model_latency", []):
+        proto = PROTOTYPE_MS.get((row["model"], row["runtime"], row["precision"]))
+        if row["batch"] == 1 and row["threads"] == 2 and proto and row["runtime"] == "onnxruntime":
+            limit = round(proto * TARGET_FACTOR, 2)
+            add(f"model-only {row['model']} {row['precision']} b1 t2", f"<= {limit} ms",
+                f"{row['median_ms']} ms", row["median_ms"] <= limit)
+    ratios = baseline_ratios(doc)
+    lite = _http(doc, "lite0", "int8", 8)
+    if lite:
+        ratio = ratios.get(("lite0", "int8", 8))
+        add("HTTP lite0 INT8 c8 vs baseline", ">= 5.0x", f"{ratio}x" if ratio else "no baseline",
+            ratio >= 5.0 if ratio else None)
+        add("HTTP lite0 INT8 c8 p99", "<= 100 ms", f"{lite['result']['p99_ms']} ms", lite["result"]["p99_ms"] <= 100)
+    lite1 = _http(doc, "lite0", "int8", 1)
+    if lite1:
+        add("HTTP lite0 INT8 c1 p50", "<= 12 ms", f"{lite1['result']['p50_ms']} ms", lite1["result"]["p50_ms"] <= 12)
+    if doc.get("http"):
+        errors = sum(r["result"]["errors"] for r in doc["http"])
+        add("HTTP errors (all imgcls runs)", "0", str(errors), errors == 0)
+    for precision, want in (("int8", 4.0), ("fp32", 1.6)):
+        if _http(doc, "resnet18", precision, 8):
+            ratio = ratios.get(("resnet18", precision, 8))
+            add(f"HTTP ResNet-18 {precision.upper()} c8 vs baseline", f">= {want}x",
+                f"{ratio}x" if ratio else "no baseline", ratio >= want if ratio else None)
+    memory = doc.get("memory")
+    if memory:
+        add(f"peak RSS, {memory['requests']} requests ({memory['model']} {memory['precision']})", "<= 250 MB",
+            f"{memory['peak_rss_mb']} MB", memory["peak_rss_mb"] <= 250)
+        add(f"cold start to /readyz (median of {len(memory['cold_start_s'])})", "<= 2 s",
+            f"{memory['cold_start_median_s']} s", memory["cold_start_median_s"] <= 2.0)
+        add("torch kept out of the server", "not loaded", "loaded" if memory["torch_loaded"] else "not loaded",
+            not memory["torch_loaded"])
+    return out
+
+
+def _mark(ok) -> str:
+    return "[green]ok[/]" if ok else ("[dim]n/a[/]" if ok is None else "[bold red]MISS[/]")
+
+
+def print_report(doc: dict, console: Console | None = None) -> None:
+    console = console or Console()
+    if not console.is_terminal and console.width < 160:
+        console = Console(width=160)  # redirected output: wide tables beat wrapped columns
+    m = doc["machine"]
+    console.print(f"[bold]imgcls bench[/] on {m['cpu']} ({m['cores']} cores), onnxruntime {m['onnxruntime']}, "
+                  f"load average at start {m['load_average_at_start'][0]}, at end "
+                  f"{m.get('load_average_at_end', ['?'])[0]}; {doc['photos']['count']} dev JPEGs "
+                  f"(mean {doc['photos']['mean_kb']} KB){'; QUICK run' if doc['settings']['quick'] else ''}")
+    for key, info in doc.get("models", {}).items():
+        console.print(f"  {key}: {info['title']}; INT8: {info['int8']}")
+    if "model_latency" in doc:
+        table = Table(title="1. Model-only latency (ms per image; CPU = process core-ms per image)")
+        for col in ("model", "runtime", "precision", "batch", "threads", "median", "p90", "CPU", "calls", "target"):
+            table.add_column(col, justify="right" if col not in ("model", "runtime", "precision") else "left")
+        for r in doc["model_latency"]:
+            proto = PROTOTYPE_MS.get((r["model"], r["runtime"], r["precision"]))
+            target = ""
+            if proto and r["batch"] == 1 and r["threads"] == 2 and r["runtime"] == "onnxruntime":
+                limit = proto * TARGET_FACTOR
+                target = f"<= {limit:.2f} " + ("[green]ok[/]" if r["median_ms"] <= limit else "[red]MISS[/]")
+            table.add_row(r["model"], r["runtime"], r["precision"], str(r["batch"]), str(r["threads"]),
+                          f"{r['median_ms']:.2f}", f"{r['p90_ms']:.2f}", f"{r['cpu_ms']:.2f}", str(r["calls"]), target)
+        console.print(table)
+    if "http" in doc or "baseline" in doc:
+        ratios = baseline_ratios(doc)
+        table = Table(title="2-3. HTTP, one JPEG per request (closed loop); ratio = req/s / baseline req/s")
+        for col in ("system", "model", "precision", "conc.", "req/s", "p50 ms", "p99 ms", "errors", "ratio",
+                    "batch", "server CPU ms/req", "client CPU ms/req", "peak RSS MB"):
+            table.add_column(col, justify="left" if col in ("system", "model", "precision") else "right")
+        rows = doc.get("http", []) + (doc.get("baseline") or {}).get("rows", [])
+        for r in rows:
+            res = r["result"]
+            ratio = ratios.get((r["model"], r["precision"], r["concurrency"])) if r["system"] == "imgcls" else None
+            table.add_row(r["system"], r["model"], r["precision"], str(r["concurrency"]), f"{res['rps']:.1f}",
+                          f"{res['p50_ms']:.1f}", f"{res['p99_ms']:.1f}", str(res["errors"]),
+                          f"{ratio:.2f}x" if ratio else "", f"{r['mean_batch']:.2f}" if r.get("mean_batch") else "",
+                          f"{r['server_cpu_ms_per_request']:.2f}", f"{res['client_cpu_ms_per_request']:.3f}",
+                          f"{r['server_peak_rss_mb']:.0f}")
+        console.print(table)
+    memory = doc.get("memory")
+    if memory:
+        console.print(f"4. Memory: {memory['model']} {memory['precision']}, {memory['requests']} requests at "
+                      f"concurrency {memory['concurrency']} ({memory['errors']} errors): RSS ready "
+                      f"{memory['rss_ready_mb']} MB, peak {memory['peak_rss_mb']} MB (kernel VmHWM "
+                      f"{memory['peak_rss_kernel_mb']} MB), after {memory['rss_after_mb']} MB; torch in the server: "
+                      f"{'yes' if memory['torch_loaded'] else 'no'}. Cold start to /readyz: "
+                      f"{', '.join(f'{s:.2f}' for s in memory['cold_start_s'])} s (median "
+                      f"{memory['cold_start_median_s']} s).")
+        base = doc.get("baseline") or {}
+        if base.get("peak_rss_mb_kernel"):
+            console.print(f"   Baseline peak RSS (VmHWM over its whole run): {base['peak_rss_mb_kernel']} MB.")
+    breakdown = doc.get("breakdown")
+    if breakdown:
+        table = Table(title=f"5. CPU per image (core-ms) at concurrency {breakdown['reference_concurrency']}; "
+                            f"ceiling = {breakdown['cores']} cores / (server + client)")
+        for col in ("model", "prec.", "decode", "preproc.", "model (batch)", "response", "HTTP/other", "server",
+                    "client", "ceiling req/s", "measured", "of ceiling"):
+            table.add_column(col, justify="left" if col in ("model", "prec.") else "right")
+        for r in breakdown["rows"]:
+            table.add_row(r["model"], r["precision"], f"{r['decode_ms']:.2f}", f"{r['preprocess_ms']:.2f}",
+                          f"{r['model_ms']:.2f} ({r['model_batch']})", f"{r['response_ms']:.3f}",
+                          f"{r.get('http_other_ms', 0):.2f}", f"{r.get('server_total_ms', 0):.2f}",
+                          f"{r.get('client_ms', 0):.3f}", f"{r.get('ceiling_rps', 0):.0f}",
+                          f"{r.get('measured_rps', 0):.1f}", f"{r.get('fraction_of_ceiling', 0):.0%}")
+        console.print(table)
+        d = breakdown["draft"]
+        console.print(f"   JPEG draft mode: applies to {d['eligible']} of {d['photos']} dev photos (shorter side >= "
+                      f"4x the resize target); decode on those {d['decode_full_ms']} -> {d['decode_draft_ms']} core-ms; "
+                      f"over all photos {d['all_decode_full_ms']} -> {d['all_decode_draft_ms']} core-ms; top-1 changed "
+                      f"({d['model']} fp32): {d['top1_changed']} of {d['eligible']}.")
+    rows = targets(doc)
+    if rows:
+        table = Table(title="Targets from the issue (figures, not tests)")
+        for col in ("target", "wanted", "measured", ""):
+            table.add_column(col)
+        for t in rows:
+            table.add_row(t["target"], t["wanted"], str(t["measured"]), _mark(t["ok"]))
+        console.print(table)
+    console.print(f"Finished in {doc['seconds']} s.")
+
+
+def write_chart(doc: dict, path: Path) -> Path | None:
+    """A PNG of latency distributions: model-only (batch 1) and HTTP at the reference concurrency, plus req/s."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, axes = plt.subplots(1, 3, figsize=(18, 6))
+    model_rows = [r for r in doc.get("model_latency", []) if r["batch"] == 1 and r["threads"] == max(doc["settings"]["threads"])]
+    ax = axes[0]
+    if model_rows:
+        ax.boxplot([r["samples_ms"] for r in model_rows], showfliers=False)
+        ax.set_xticks(range(1, len(model_rows) + 1),
+                      [f"{r['model']}\n{r['runtime']}\n{r['precision']}" for r in model_rows], fontsize=8)
+        ax.set_yscale("log")
+    ax.set_title(f"Model only, batch 1, {max(doc['settings']['threads'])} threads (ms/image)")
+    ax.set_ylabel("ms")
+    c_ref = 8 if 8 in doc["settings"]["concurrency"] else max(doc["settings"]["concurrency"])
+    http_rows = [r for r in doc.get("http", []) + (doc.get("baseline") or {}).get("rows", []) if r["concurrency"] == c_ref]
+    ax = axes[1]
+    if http_rows:
+        ax.boxplot([r["samples_ms"] or [0] for r in http_rows], showfliers=False)
+        ax.set_xticks(range(1, len(http_rows) + 1),
+                      [f"{r['system']}\n{r['model']}\n{r['precision'].split(' ')[0]}" for r in http_rows], fontsize=8)
+        ax.set_yscale("log")
+    ax.set_title(f"HTTP latency at concurrency {c_ref} (ms, log)")
+    ax.set_ylabel("ms")
+    ax = axes[2]
+    all_rows = doc.get("http", []) + (doc.get("baseline") or {}).get("rows", [])
+    labels = sorted({(r["system"], r["model"], r["precision"]) for r in all_rows}, key=lambda k: (k[0] != "imgcls", k))
+    levels = doc["settings"]["concurrency"]
+    width = 0.8 / max(1, len(levels))
+    for i, c in enumerate(levels):
+        values = [next((r["result"]["rps"] for r in all_rows if (r["system"], r["model"], r["precision"]) == lab
+                        and r["concurrency"] == c), 0) for lab in labels]
+        ax.bar([x + i * width for x in range(len(labels))], values, width, label=f"concurrency {c}")
+    ax.set_xticks([x + width * (len(levels) - 1) / 2 for x in range(len(labels))],
+                  [f"{s}\n{m}\n{p.split(' ')[0]}" for s, m, p in labels], fontsize=8)
+    ax.set_title("Throughput (req/s)")
+    ax.legend(fontsize=8)
+    fig.suptitle(f"imgcls bench {doc['started']} ({doc['machine']['cores']} cores)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
