@@ -36,7 +36,7 @@ class Browser:
         self.shots: list[Path] = []
 
     def open(self, path: str = "/", *, viewport=(1280, 900), scale: float = 1, camera: bool = False,
-             init_script: str | None = None, settle: bool = True):
+             init_script: str | None = None, settle: bool = True, dark: bool = False):
         """Launch Chromium and open `path` on the server; for the app, wait until it has wired
         itself up and (with `settle`) loaded the model list and seen the server ready."""
         profile = tempfile.mkdtemp(prefix="imgcls-chromium-")
@@ -44,7 +44,7 @@ class Browser:
             profile, executable_path=str(CHROMIUM), headless=True,
             args=CHROMIUM_ARGS + (FAKE_CAMERA_ARGS if camera else []),
             viewport={"width": viewport[0], "height": viewport[1]}, device_scale_factor=scale,
-            accept_downloads=True, locale="en-US")
+            accept_downloads=True, locale="en-US", color_scheme="dark" if dark else "light")
         self.context.set_default_timeout(20_000)
         self.context.on("request", lambda r: self.requests.append(r.url))
         if init_script:
@@ -133,3 +133,37 @@ def no_horizontal_scroll(page) -> dict:
 def file_payload(path) -> dict:
     """A photo as a Playwright file payload (paths and in-memory files cannot be mixed)."""
     return {"name": path.name, "mimeType": "image/jpeg", "buffer": path.read_bytes()}
+
+
+# WCAG 2 contrast of every visible, enabled text element against its composited background:
+# [{sel, text, ratio, need}], need = 4.5 (3 for large text). Disabled controls are exempt.
+CONTRAST_JS = r"""() => {
+  const parse = (c) => { const m = c.match(/rgba?\(([^)]+)\)/); if (!m) return null;
+    const p = m[1].split(/[ ,\/]+/).filter(Boolean).map(Number); return {r:p[0],g:p[1],b:p[2],a:p.length>3?p[3]:1}; };
+  const lum = ({r,g,b}) => { const f = (v) => { v/=255; return v <= 0.03928 ? v/12.92 : Math.pow((v+0.055)/1.055, 2.4); };
+    return 0.2126*f(r)+0.7152*f(g)+0.0722*f(b); };
+  const over = (top, under) => ({ r: top.r*top.a + under.r*(1-top.a), g: top.g*top.a + under.g*(1-top.a), b: top.b*top.a + under.b*(1-top.a), a: 1 });
+  const background = (el) => {
+    const layers = [];
+    for (let e = el; e; e = e.parentElement) { const c = parse(getComputedStyle(e).backgroundColor); if (c && c.a > 0) { layers.push(c); if (c.a >= 1) break; } }
+    let bg = {r:255,g:255,b:255,a:1};
+    if (layers.length && layers[layers.length-1].a >= 1) bg = layers.pop();
+    for (const l of layers.reverse()) bg = over(l, bg);
+    return bg;
+  };
+  const out = [];
+  const seen = new Set();
+  for (const el of document.querySelectorAll('body *')) {
+    if (el.closest('[hidden]') || el.closest('.visually-hidden') || el.matches(':disabled') || el.closest(':disabled')) continue;
+    const text = Array.from(el.childNodes).filter(n => n.nodeType === 3).map(n => n.textContent.trim()).join('');
+    if (!text) continue;
+    const r = el.getBoundingClientRect(); if (!r.width || !r.height) continue;
+    const s = getComputedStyle(el); if (s.visibility === 'hidden' || Number(s.opacity) === 0) continue;
+    const fg0 = parse(s.color); const bg = background(el); const fg = over(fg0, bg);
+    const L1 = lum(fg), L2 = lum(bg); const ratio = (Math.max(L1,L2)+0.05)/(Math.min(L1,L2)+0.05);
+    const size = parseFloat(s.fontSize), bold = Number(s.fontWeight) >= 700;
+    const need = (size >= 24 || (bold && size >= 18.66)) ? 3 : 4.5;
+    out.push({sel: el.tagName.toLowerCase() + (el.className && typeof el.className === 'string' ? '.' + el.className.split(' ').join('.') : ''), text: text.slice(0, 30), ratio: Math.round(ratio*100)/100, need});
+  }
+  return out;
+}"""

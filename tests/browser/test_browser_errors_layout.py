@@ -6,7 +6,7 @@ import io
 import os
 
 import pytest
-from browser_helpers import file_payload, MAX_UPLOAD_MB, card, card_top, classify_all, no_horizontal_scroll
+from browser_helpers import CONTRAST_JS, file_payload, MAX_UPLOAD_MB, card, card_top, classify_all, no_horizontal_scroll
 from playwright.sync_api import expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
@@ -112,3 +112,19 @@ def test_phone_viewport_fits_and_works(browser, photos, reference):
     sizes = no_horizontal_scroll(page)
     assert sizes["scrollWidth"] <= sizes["innerWidth"], f"horizontal scroll in 中文: {sizes}"
     browser.shot(page, "3-results-zh")
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_text_contrast(browser, photos, scheme):
+    """Every visible text on a page with results and an error meets WCAG AA contrast."""
+    page = browser.open("/", dark=scheme == "dark")
+    page.get_by_test_id("file-input").set_input_files(
+        [file_payload(p) for p in photos[:2]] + [{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"text"}])
+    classify_all(page, 3)
+    page.mouse.move(0, 0)  # no hover effects
+    checked = page.evaluate(CONTRAST_JS)
+    assert len(checked) > 30, checked
+    low = [c for c in checked if c["ratio"] < c["need"]]
+    assert not low, f"text below WCAG AA contrast in {scheme} mode: {low}"
+    print(f"{scheme}: {len(checked)} texts, lowest ratio {min(c['ratio'] for c in checked)}")
+    browser.shot(page, scheme)
