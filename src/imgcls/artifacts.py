@@ -60,11 +60,29 @@ def _search_dirs(spec: ModelSpec) -> list[Path]:
     return dirs
 
 
+# Keys find_artifact relies on, with their types. A manifest without them is unreadable, not a crash.
+_MANIFEST_FIELDS = {"file": str, "bytes": int, "sha256": str, "weights_sha256": str, "exporter": str, "verification": dict}
+
+
 def read_manifest(folder: Path, precision: str) -> dict | None:
+    """The manifest of an artifact folder, or None when it is missing or unreadable.
+
+    Unreadable includes valid JSON of the wrong shape (a list, missing keys, a ``file`` that is a
+    path rather than a name next to the manifest): such an artifact is treated as absent, so it
+    is rebuilt (fp32) or reported missing, never loaded and never a traceback.
+    """
     try:
-        return json.loads((folder / f"{precision}.json").read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        manifest = json.loads((folder / f"{precision}.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
         return None
+    if not isinstance(manifest, dict):
+        return None
+    for key, kind in _MANIFEST_FIELDS.items():
+        if not isinstance(manifest.get(key), kind) or isinstance(manifest.get(key), bool):
+            return None
+    if Path(manifest["file"]).name != manifest["file"] or manifest["file"] in ("", ".", ".."):
+        return None
+    return manifest
 
 
 def find_artifact(spec: ModelSpec, precision: str) -> tuple[Path, dict]:
