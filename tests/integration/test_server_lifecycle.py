@@ -28,7 +28,7 @@ def one_photo(photos) -> list:
 def test_not_ready_before_warm_up_then_graceful_sigterm(start_server, photos):
     # IMGCLS_TEST_WARMUP_DELAY_S holds readiness back (testing hook, documented in `imgcls serve`).
     server = start_server(["--model", "efficientnet_lite0", "--drain-seconds", "2", "--max-batch", "1"],
-                          env={"IMGCLS_TEST_WARMUP_DELAY_S": "4"}, wait="listening")
+                          env={"IMGCLS_TEST_WARMUP_DELAY_S": "2.5"}, wait="listening")
     with server.client() as client:
         ready = client.get("/readyz")
         assert ready.status_code == 503 and ready.json()["error"]["code"] == "not_ready"
@@ -121,23 +121,31 @@ def test_api_key_two_models_and_allowed_host(start_server, tmp_path_factory, lit
         assert client.get("/api/v1/models", headers={**key, "Host": "imgcls.example"}).status_code == 421
 
 
-def _serve_and_wait(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "imgcls", "serve", "--port", str(free_port()), *args],
-                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+def _serve_all(*arg_lists: list[str], timeout: float = 120) -> list[tuple[int, str]]:
+    """Start several servers that are expected to refuse to start, concurrently; (exit code, stderr) each."""
+    procs = [subprocess.Popen([sys.executable, "-m", "imgcls", "serve", "--port", str(free_port()), *args],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+             for args in arg_lists]
+    results = []
+    for proc in procs:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+        results.append((proc.returncode, err + out))
+    return results
 
 
 def test_refuses_to_start_on_a_corrupt_artifact_or_unknown_model(tmp_path_factory, lite0_fp32):
     bundle = make_bundle(tmp_path_factory.mktemp("corrupt"), lite0_fp32, name="broken-bundle", corrupt=True)
-    corrupt = _serve_and_wait(["--model", str(bundle)])
-    assert corrupt.returncode == 3, corrupt.stderr
-    assert "corrupt" in corrupt.stderr and "Traceback" not in corrupt.stderr + corrupt.stdout
-    assert len([line for line in corrupt.stderr.splitlines() if line.startswith("Error:")]) == 1
-
-    unknown = _serve_and_wait(["--model", "no_such_model"])
-    assert unknown.returncode == 3 and "no_such_model" in unknown.stderr and "Traceback" not in unknown.stderr
-
-    bad_setting = _serve_and_wait(["--model", "efficientnet_lite0", "--max-batch", "0"])
-    assert bad_setting.returncode == 2 and "Traceback" not in bad_setting.stderr
+    corrupt, unknown, bad_setting = _serve_all(["--model", str(bundle)], ["--model", "no_such_model"],
+                                               ["--model", "efficientnet_lite0", "--max-batch", "0"])
+    assert corrupt[0] == 3, corrupt[1]
+    assert "corrupt" in corrupt[1] and "Traceback" not in corrupt[1]
+    assert len([line for line in corrupt[1].splitlines() if line.startswith("Error:")]) == 1
+    assert unknown[0] == 3 and "no_such_model" in unknown[1] and "Traceback" not in unknown[1]
+    assert bad_setting[0] == 2 and "Traceback" not in bad_setting[1]
 
 
 def test_serving_never_imports_torch(lite0_fp32, photos):
