@@ -146,12 +146,15 @@ class RequestContext:
         info = scope["imgcls"] = {"request_id": request_id, "model": None, "n_files": None}
         status = {"code": 0, "started": False}
         extra_headers = [(b"x-request-id", request_id.encode()), *SECURITY_HEADERS]
+        static = scope.get("path", "").startswith("/static/")
 
         async def send_wrapper(message):
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
                 status["started"] = True
                 headers = [(k, v) for k, v in message.get("headers", []) if k.lower() not in _OVERRIDDEN]
+                if static and not any(k.lower() == b"cache-control" for k, _ in headers):
+                    headers.append((b"cache-control", b"no-cache"))  # revalidate (ETag): never a stale UI
                 message = {**message, "headers": headers + extra_headers}
             await send(message)
 
