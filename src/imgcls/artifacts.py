@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -218,10 +219,12 @@ def export_fp32(spec: ModelSpec, out_dir: Path | None = None, verify_images: np.
     logging.getLogger("torch").setLevel(logging.ERROR)
     started = time.perf_counter()
     # The dynamo exporter: the legacy one with dynamic_axes silently produced a wrong Lite0 graph.
-    torch.onnx.export(
-        model, (example,), str(tmp_path), dynamo=True, external_data=False,
-        input_names=["input"], output_names=["logits"], dynamic_shapes=({0: batch},), verbose=False,
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # exporter-internal deprecation noise, not the user's concern
+        torch.onnx.export(
+            model, (example,), str(tmp_path), dynamo=True, external_data=False,
+            input_names=["input"], output_names=["logits"], dynamic_shapes=({0: batch},), verbose=False,
+        )
     export_seconds = time.perf_counter() - started
 
     batch_inputs = synthetic_verification_batch(spec) if verify_images is None else verify_images
