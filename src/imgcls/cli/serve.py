@@ -1,4 +1,9 @@
-"""`imgcls serve`: the HTTP API, web UI and offline API docs in one process."""
+"""`imgcls serve`: the HTTP API, web UI and offline API docs in one process.
+
+Testing hook (hidden from --help): ``--warmup-delay S`` / ``IMGCLS_TEST_WARMUP_DELAY_S=S`` holds
+readiness back S seconds after the models load, so tests can observe ``/readyz`` answering 503
+before warm-up. It changes nothing else.
+"""
 
 from __future__ import annotations
 
