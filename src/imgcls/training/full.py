@@ -195,7 +195,7 @@ def fine_tune(
                 optimizer.step()
                 scheduler.step()
                 seen += len(chunk)
-                loss_sum += float(loss) * len(chunk)
+                loss_sum += loss.item() * len(chunk)
                 correct += int((logits.detach().argmax(1) == target).sum())
                 reporter.advance(len(chunk))
             logits = val_logits()

@@ -146,11 +146,22 @@ def _markdown(config: dict, metrics: dict, history: list[EpochRecord], dataset_n
     return "\n".join(lines) + "\n"
 
 
-def write_report(folder: Path, config: dict, metrics: dict, history: list[EpochRecord], dataset_notes: dict) -> None:
-    """Write ``metrics.json``, ``report.md``, ``confusion_matrix.png`` and ``training_curves.png``."""
+def write_report(folder: Path, config: dict, metrics: dict, history: list[EpochRecord], dataset_notes: dict,
+                 per_image: list[dict] | None = None) -> None:
+    """Write ``metrics.json``, ``report.md``, ``confusion_matrix.png`` and ``training_curves.png``.
+
+    ``per_image`` ({file, label, predicted, score, correct} per validation image) goes into the
+    JSON, and its mistakes into the Markdown, so the user can look at what went wrong.
+    """
     folder.mkdir(parents=True, exist_ok=True)
-    payload = {"validation": metrics, "history": [r.to_dict() for r in history], "dataset": dataset_notes}
+    payload = {"validation": metrics, "history": [r.to_dict() for r in history], "dataset": dataset_notes,
+               "validation_images": per_image or []}
     (folder / "metrics.json").write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    (folder / "report.md").write_text(_markdown(config, metrics, history, dataset_notes), encoding="utf-8")
+    text = _markdown(config, metrics, history, dataset_notes)
+    mistakes = [row for row in per_image or [] if not row["correct"]]
+    if mistakes:
+        text += "\n## Misclassified validation images\n\n| file | class | predicted | score |\n|---|---|---|---:|\n"
+        text += "".join(f"| {r['file']} | {r['label']} | {r['predicted']} | {r['score']:.1%} |\n" for r in mistakes)
+    (folder / "report.md").write_text(text, encoding="utf-8")
     _confusion_png(folder / "confusion_matrix.png", np.asarray(metrics["confusion_matrix"]), config["class_names"])
     _curves_png(folder / "training_curves.png", history, config["training"]["best_epoch"])

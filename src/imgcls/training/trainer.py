@@ -220,6 +220,23 @@ def train(settings: TrainSettings, reporter: Reporter | None = None) -> TrainRes
     return _write(settings, config, state, metrics, history, data, val_items, val_logits, reporter, started)
 
 
+def _per_image(items, logits, class_names: list[str], root: Path) -> list[dict]:
+    """Each validation image's true and predicted class (the report lists the mistakes)."""
+    from imgcls.engine import softmax
+
+    probabilities = softmax(np.asarray(logits, np.float32))
+    rows = []
+    for item, probs in zip(items, probabilities):
+        try:
+            name = str(item.path.relative_to(root))
+        except ValueError:  # a separate --val folder
+            name = str(item.path)
+        best = int(probs.argmax())
+        rows.append({"file": name, "label": class_names[item.label], "predicted": class_names[best],
+                     "score": round(float(probs[best]), 6), "correct": best == item.label})
+    return rows
+
+
 def _recipe(settings: TrainSettings) -> str:
     if settings.mode == "linear":
         return ("frozen backbone; features cached once; softmax head fitted by full-batch L-BFGS (strong-Wolfe) "
@@ -284,7 +301,8 @@ def _write(settings, config, state, metrics, history, data, val_items, val_logit
         reporter.stage("Writing the bundle")
         config["weights"] = bundle_io.save_weights(staging, state)
         config["training"]["seconds"]["training"] = round(time.perf_counter() - started, 2)
-        write_report(staging / "report", config, metrics, history, data.summary())
+        write_report(staging / "report", config, metrics, history, data.summary(),
+                     _per_image(val_items, val_logits, config["class_names"], data.root))
         manifest = None
         from imgcls.catalog.bundles import write_bundle_config
 
