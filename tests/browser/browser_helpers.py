@@ -3,7 +3,6 @@ screenshots saved as test artifacts, and CSP-safe polling."""
 
 from __future__ import annotations
 
-import tempfile
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -19,11 +18,19 @@ BUNDLE_NAME = "lite0-bundle"  # the second served model (a bundle folder)
 MAX_UPLOAD_MB = 2  # the server's cap: small, so "too large" is cheap to reach with a generated file
 
 
-class Browser:
-    """One Chromium with a fresh profile, its pages' requests and errors recorded for teardown."""
+def launch_chromium(driver):
+    """The Debian Chromium, headless. Playwright gives it a fresh temporary profile
+    (--user-data-dir) and every test opens its own context (own storage, cookies, permissions).
+    The fake-camera flags are harmless elsewhere and let the camera test run in the same browser."""
+    return driver.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                  args=CHROMIUM_ARGS + FAKE_CAMERA_ARGS)
 
-    def __init__(self, driver, server, screenshots: Path, test_name: str):
-        self.driver = driver
+
+class Browser:
+    """One fresh browser context for one test, its requests and errors recorded for teardown."""
+
+    def __init__(self, chromium, server, screenshots: Path, test_name: str):
+        self.chromium = chromium
         self.server = server
         self.screenshots = screenshots
         self.test_name = test_name
@@ -37,19 +44,17 @@ class Browser:
 
     def open(self, path: str = "/", *, viewport=(1280, 900), scale: float = 1, camera: bool = False,
              init_script: str | None = None, settle: bool = True, dark: bool = False):
-        """Launch Chromium and open `path` on the server; for the app, wait until it has wired
+        """Open `path` on the server in a fresh context; for the app, wait until it has wired
         itself up and (with `settle`) loaded the model list and seen the server ready."""
-        profile = tempfile.mkdtemp(prefix="imgcls-chromium-")
-        self.context = self.driver.chromium.launch_persistent_context(
-            profile, executable_path=str(CHROMIUM), headless=True,
-            args=CHROMIUM_ARGS + (FAKE_CAMERA_ARGS if camera else []),
+        self.context = self.chromium.new_context(
             viewport={"width": viewport[0], "height": viewport[1]}, device_scale_factor=scale,
-            accept_downloads=True, locale="en-US", color_scheme="dark" if dark else "light")
+            accept_downloads=True, locale="en-US", color_scheme="dark" if dark else "light",
+            permissions=["camera"] if camera else [])
         self.context.set_default_timeout(20_000)
         self.context.on("request", lambda r: self.requests.append(r.url))
         if init_script:
             self.context.add_init_script(init_script)
-        page = self.context.pages[0] if self.context.pages else self.context.new_page()
+        page = self.context.new_page()
         page.on("pageerror", lambda e: self.page_errors.append(str(e)))
         page.on("console", lambda m: self.console_errors.append(m.text) if m.type == "error" else None)
         page.on("response", lambda r: self.error_responses.append(f"{r.status} {r.url}") if r.status >= 400 else None)

@@ -3,7 +3,7 @@
 One server for the whole tier serves two models: the embedded efficientnet_lite0 (default) and a
 small bundle folder that reuses the same verified ONNX under its own name with made-up English
 labels, so the model selector has something real to switch to. Every test gets a fresh browser
-profile; at teardown each test checks that the page made no request to another host, threw no
+context; at teardown each test checks that the page made no request to another host, threw no
 uncaught error and logged no console error (CSP violations show up there).
 
 Playwright's predicate helpers (`wait_for_function`) evaluate strings and are blocked by the
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
-from browser_helpers import BUNDLE_NAME, CHROMIUM, MAX_UPLOAD_MB, Browser  # noqa: E402
+from browser_helpers import BUNDLE_NAME, CHROMIUM, MAX_UPLOAD_MB, Browser, launch_chromium  # noqa: E402
 from server_helpers import ServerProcess, make_bundle  # noqa: E402  (shared with the integration tier)
 
 @pytest.fixture(scope="session")
@@ -75,21 +75,26 @@ def server(chromium, tmp_path_factory, lite0_fp32):
 
 
 @pytest.fixture(scope="session")
-def playwright_driver(chromium):
+def chromium_browser(chromium):
+    """One headless Chromium for the tier (each test gets a fresh context in it)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as driver:
-        yield driver
+        browser = launch_chromium(driver)
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 @pytest.fixture
-def browser_on(request, playwright_driver, screenshots_dir):
+def browser_on(request, chromium_browser, screenshots_dir):
     """Factory: browser_on(server) -> a fresh Chromium for this test. At teardown every one is
     checked: no off-site request, no uncaught page error, no unexpected console error."""
     made: list[Browser] = []
 
     def make(server: ServerProcess) -> Browser:
-        b = Browser(playwright_driver, server, screenshots_dir, request.node.name.replace("[", "-").rstrip("]"))
+        b = Browser(chromium_browser, server, screenshots_dir, request.node.name.replace("[", "-").rstrip("]"))
         made.append(b)
         return b
 

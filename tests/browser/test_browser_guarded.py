@@ -54,7 +54,7 @@ def test_api_key_prompt_and_warm_up_retry(browser_on, guarded_server, photos, re
     # 503 not_ready with Retry-After: the page counts down and retries by itself.
     expect(banner).to_contain_text("still warming up")
     browser.shot(page, "2-warming-retry", full_page=False)
-    expect(page.locator("[data-testid=result-card][data-status=done]")).to_have_count(1, timeout=60_000)
+    expect(page.locator("[data-testid=result-card][data-status=done]")).to_have_count(1, timeout=90_000)
     assert card_top(page, tench.name)[0]["label"] == reference[tench.name]["label"]
     expect(banner).to_be_hidden()
     expect(status).to_have_attribute("data-state", "ready")

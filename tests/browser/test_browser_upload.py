@@ -85,6 +85,9 @@ def test_synthetic_drop_adds_and_classifies(browser, photos, reference):
 
 def test_keyboard_only_flow(browser, photos, reference):
     page = browser.open("/")
+    # Subscribing turns on Playwright's file-chooser interception; doing it now, not inside
+    # expect_file_chooser, avoids a race with the key press that opens the chooser.
+    page.on("filechooser", lambda chooser: None)
     # Tab from the top of the page until the drop zone has focus; it must be reachable quickly.
     for presses in range(1, 16):
         page.keyboard.press("Tab")

@@ -2,7 +2,8 @@
 // possible answer into item states or a banner:
 //   200            → each item done or error (per-file errors from the server)
 //   413 / cut off  → retry the files one by one; a lone file fails "too large"
-//   503            → wait Retry-After (countdown in the banner), retry a few times
+//   503            → wait Retry-After (countdown in the banner), retry a few times when
+//                    busy, or for as long as the models are still loading (up to 3 min)
 //   401            → ask for an API key, then resume the batch
 //   network down   → banner, stop the batch
 
@@ -13,6 +14,9 @@ import { showBanner, hideBanner, announce } from './banner.js';
 export const CHUNK_SIZE = 4;
 const MAX_BUSY_RETRIES = 5;
 const MAX_RETRY_WAIT_S = 30;
+// A server that is still loading its models will be ready soon (a slow machine can take a
+// minute): keep waiting that long instead of giving up after a few quick retries.
+const MAX_WARMUP_WAIT_S = 180;
 // Multipart framing per file (boundary, part headers, file name), rounded up generously so a
 // planned request never trips the server's per-request byte cap.
 const PART_OVERHEAD = 4096;
@@ -59,6 +63,8 @@ export function planChunks(items, limits) {
 export async function sendChunk(chunk, run, ctx) {
   const { params, key } = ctx;
   for (const item of chunk) ctx.setItem(item, 'working');
+  let busyRetries = 0;
+  let warmupWaited = 0;
   for (let attempt = 0; ; attempt++) {
     try {
       const data = await api.classify(chunk.map((it) => it.file), params, { signal: run.ctrl.signal });
@@ -91,9 +97,12 @@ export async function sendChunk(chunk, run, ctx) {
         showBanner({ kind: 'error', key: 'banner.network', action: { key: 'action.retry', run: ctx.resume } });
         return false;
       }
-      if (err.status === 503 && attempt < MAX_BUSY_RETRIES) {
-        const wait = Math.min(MAX_RETRY_WAIT_S, Math.max(1, err.retryAfter ?? 2 ** attempt));
-        const bannerKey = err.code === 'not_ready' ? 'banner.notReady' : 'banner.busy';
+      const warming = err.code === 'not_ready';
+      if (err.status === 503 && (warming ? warmupWaited < MAX_WARMUP_WAIT_S : busyRetries < MAX_BUSY_RETRIES)) {
+        const wait = Math.min(MAX_RETRY_WAIT_S, Math.max(1, err.retryAfter ?? 2 ** busyRetries));
+        if (warming) warmupWaited += wait;
+        else busyRetries += 1;
+        const bannerKey = warming ? 'banner.notReady' : 'banner.busy';
         try {
           await countdown(wait, (s) => showBanner({ kind: 'info', key: bannerKey, vars: { s }, quiet: s !== wait }), run.ctrl.signal);
         } catch {
