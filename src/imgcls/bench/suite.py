@@ -122,6 +122,7 @@ def run_suite(settings: BenchSettings, progress: Callable[[str], None] = lambda 
                             "mean_kb": round(sum(len(b) for _, b in photos) / len(photos) / 1024, 1)},
                  "load_generator": "imgcls.bench.loadgen: asyncio streams, prebuilt HTTP/1.1 multipart requests, "
                                    "keep-alive, closed loop, one JPEG per request, in the benchmark process"}
+    doc["server_config"] = _server_config(settings.server_args)
     progress(f"preparing models ({', '.join(settings.models)}) in {settings.cache_dir}")
     models = prepare_models(list(settings.models), settings.cache_dir, photos_dir)
     doc["models"] = {m.key: {"reference": m.reference, "title": m.title, "precisions": list(m.precisions),
@@ -168,6 +169,36 @@ def run_suite(settings: BenchSettings, progress: Callable[[str], None] = lambda 
     return doc
 
 
+def _server_config(server_args: list[str]) -> dict:
+    """The `imgcls serve` settings the HTTP sections ran with (defaults + --server-arg flags)."""
+    from dataclasses import asdict
+
+    from imgcls.server.config import ServerConfig, available_cores
+
+    defaults = asdict(ServerConfig())
+    keep = ("max_batch", "max_wait_ms", "max_queue", "threads", "model_workers", "decode_threads", "log_level")
+    config = {k: defaults[k] for k in keep if k in defaults}
+    config["cores"] = available_cores()
+    config["extra_args"] = list(server_args)
+    return config
+
+
+def server_threads(server_args: list[str]) -> int:
+    """ONNX Runtime threads per model call in the servers started (their --threads, else the default)."""
+    from imgcls.runtimes import default_threads
+    from imgcls.server.config import ServerConfig
+
+    value = None
+    for i, arg in enumerate(server_args):
+        if arg.startswith("--threads="):
+            value = arg.split("=", 1)[1]
+        elif arg == "--threads" and i + 1 < len(server_args):
+            value = server_args[i + 1]
+    if value is not None:
+        return int(value)
+    return ServerConfig().threads or default_threads()
+
+
 def _breakdown(models, photos, http_rows: list[dict], settings: BenchSettings, progress) -> dict:
     from imgcls.bench import breakdown
 
@@ -180,7 +211,8 @@ def _breakdown(models, photos, http_rows: list[dict], settings: BenchSettings, p
                              and r["concurrency"] == reference_c), None)
             batch = round(http_row["mean_batch"]) if http_row and http_row.get("mean_batch") else 1
             progress(f"breakdown: {model.key} {precision} (batch {batch})")
-            stages = breakdown.measure_stages(model, precision, photos, batch=batch)
+            stages = breakdown.measure_stages(model, precision, photos, batch=batch,
+                                              threads=server_threads(settings.server_args))
             rows.append(breakdown.combine(stages, http_row, cores))
     progress("breakdown: JPEG draft mode on the dev photos")
     draft = breakdown.measure_draft(models[0], photos)

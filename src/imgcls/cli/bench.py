@@ -47,6 +47,8 @@ def bench(
     baseline: Optional[Path] = typer.Option(None, "--baseline", help="The seed baseline's app.py (default: "
                                             "../shared/peers/seed_baseline/app.py)."),
     cache: Optional[Path] = typer.Option(None, "--cache", help="Model store for the benchmark (default OUT/cache)."),
+    baseline_venv: Optional[Path] = typer.Option(None, "--baseline-venv", help="The baseline's own venv, created "
+                                                 "when missing (default OUT/.venv-baseline)."),
     server_arg: Optional[list[str]] = typer.Option(None, "--server-arg", help="Extra `imgcls serve` flag for every "
                                                    "server started (repeatable), e.g. --server-arg=--max-batch=4."),
     no_torch: bool = typer.Option(False, "--no-torch-reference", help="Skip the PyTorch eager rows of section 1."),
@@ -60,7 +62,7 @@ def bench(
     from imgcls.errors import ImgclsError
 
     overrides = dict(
-        out=out, cache=cache, photos=photos, baseline_app=baseline, skip_baseline=skip_baseline,
+        out=out, cache=cache, photos=photos, baseline_app=baseline, baseline_venv=baseline_venv, skip_baseline=skip_baseline,
         sections=_names(sections), models=_names(models), concurrency=_ints(concurrency, "--concurrency"),
         batches=_ints(batches, "--batches"), threads=_ints(threads, "--threads"), http_seconds=seconds,
         memory_requests=memory_requests, cold_runs=cold_runs, server_args=list(server_arg or []),
