@@ -51,9 +51,21 @@ def test_api_key_prompt_and_warm_up_retry(browser_on, guarded_server, photos, re
     tench = photos[0]
     page.get_by_test_id("file-input").set_input_files([str(tench)])
     page.get_by_test_id("classify-button").click()
-    # 503 not_ready with Retry-After: the page counts down and retries by itself.
+    # 503 not_ready with Retry-After: the page counts down and retries by itself...
     expect(banner).to_contain_text("still warming up")
     browser.shot(page, "2-warming-retry", full_page=False)
+    # ...until cancelled: the image goes back to waiting and nothing more is sent.
+    page.get_by_test_id("cancel-button").click()
+    expect(page.get_by_test_id("progress")).to_have_attribute("data-state", "stopped")
+    expect(page.get_by_test_id("progress")).to_contain_text("Stopped")
+    expect(page.get_by_test_id("result-card")).to_have_attribute("data-status", "pending")
+    expect(page.get_by_test_id("cancel-button")).to_be_hidden()
+    expect(banner).to_be_hidden()  # no "Retrying in 1 s…" left behind
+    sent = sum("/api/v1/classify" in url for url in browser.requests)
+    page.wait_for_timeout(2500)  # longer than the Retry-After countdown
+    assert sum("/api/v1/classify" in url for url in browser.requests) == sent, "requests went on after Cancel"
+    # Classify again: it waits for the warm-up on its own and finishes.
+    page.get_by_test_id("classify-button").click()
     expect(page.locator("[data-testid=result-card][data-status=done]")).to_have_count(1, timeout=90_000)
     assert card_top(page, tench.name)[0]["label"] == reference[tench.name]["label"]
     expect(banner).to_be_hidden()

@@ -82,6 +82,17 @@ def test_synthetic_drop_adds_and_classifies(browser, photos, reference):
     check_cards_match_engine(page, chosen, reference)
     browser.shot(page, "2-results")
 
+    # Pasting files (e.g. a screenshot from the clipboard) adds them the same way.
+    pasted = photos[3]
+    page.evaluate("""(f) => {
+        const dt = new DataTransfer();
+        dt.items.add(new File([Uint8Array.from(atob(f.b64), (c) => c.charCodeAt(0))], f.name, { type: 'image/jpeg' }));
+        document.dispatchEvent(new ClipboardEvent('paste', { clipboardData: dt, bubbles: true }));
+    }""", {"name": pasted.name, "b64": base64.b64encode(pasted.read_bytes()).decode()})
+    expect(page.get_by_test_id("result-card")).to_have_count(len(chosen) + 1)
+    classify_all(page, len(chosen) + 1)
+    check_cards_match_engine(page, [pasted], reference)
+
 
 def test_keyboard_only_flow(browser, photos, reference):
     page = browser.open("/")

@@ -106,6 +106,7 @@ export async function sendChunk(chunk, run, ctx) {
         try {
           await countdown(wait, (s) => showBanner({ kind: 'info', key: bannerKey, vars: { s }, quiet: s !== wait }), run.ctrl.signal);
         } catch {
+          hideBanner(); // cancelled: don't leave "Retrying in 1 s…" behind
           return false;
         }
         continue;
