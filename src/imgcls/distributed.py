@@ -17,8 +17,7 @@ Guarantees:
 * Ray is optional (``pip install 'imgcls[ray]'``): this module imports ray and pyarrow only inside
   functions, so importing it — or anything else in imgcls — never needs them.
 
-Output columns: path (str), model (str), top_indices (list<int64>), top_labels (list<str>),
-top_scores (list<float64>, rounded to 6 decimals as the single-process engine does), error (str|null).
+Output columns: see ``result_schema``; scores are rounded to 6 decimals as the local engine does.
 """
 
 from __future__ import annotations
@@ -28,6 +27,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -38,16 +38,8 @@ from imgcls.catalog.entries import Preprocessing
 from imgcls.errors import ImgclsError, InputError
 
 __all__ = [
-    "FORMATS",
-    "RESULT_COLUMNS",
-    "InferenceActor",
-    "decode_batch",
-    "list_sources",
-    "merge_rows",
-    "parts_dir",
-    "predict_with_ray",
-    "read_results",
-    "write_results",
+    "FORMATS", "RESULT_COLUMNS", "InferenceActor", "decode_batch", "list_sources", "merge_rows", "parts_dir",
+    "predict_with_ray", "read_results", "write_results",
 ]
 
 FORMATS = (".parquet", ".csv", ".jsonl")
@@ -298,12 +290,9 @@ class _PartWriter:
     """Buffers result rows and writes them as whole parquet part files."""
 
     def __init__(self, folder: Path, rows_per_part: int):
-        self.folder, self.rows_per_part = folder, rows_per_part
+        self.folder, self.rows_per_part, self.run_id = folder, rows_per_part, str(time.time_ns())
         self.buffer: list = []
-        self.buffered = 0
-        self.run_id = f"{time.time_ns()}"
-        self.count = 0
-        self.last_flush = time.monotonic()
+        self.buffered, self.count, self.last_flush = 0, 0, time.monotonic()
 
     def add(self, table) -> None:
         self.buffer.append(table)
@@ -347,14 +336,14 @@ def predict_with_ray(paths: list[str], model: str | None = None, precision: str 
     Returns:
         Exit code: 0 every listed file classified, 1 some failed, 2 none / bad usage, 3 model problem.
     """
+    from rich.markup import escape
+
     from imgcls.cli._common import console_err
 
     try:
         return _predict(paths, model, precision, top_k, lang, output, batch_size, actors, address,
                         threads or 1, max(1, part_rows))
     except ImgclsError as exc:
-        from rich.markup import escape
-
         console_err.print(f"[bold red]Error:[/] {escape(exc.message)}")
         return exc.exit_code
 
@@ -374,6 +363,8 @@ def _predict(paths, model, precision, top_k, lang, output, batch_size, actors, a
     if not output.parent.is_dir():
         raise InputError(f"The output folder {output.parent} does not exist.")
     _import_ray()  # fail early and clearly, before any listing work
+    if address:
+        _check_reachable(address)
 
     spec = resolve_model(model or default_model_name())
     k = max(1, min(top_k, spec.num_classes))
@@ -400,7 +391,7 @@ def _predict(paths, model, precision, top_k, lang, output, batch_size, actors, a
 
     final = merge_rows(existing, _read_parts(folder))
     write_results(final, output)
-    _remove_parts(folder)
+    shutil.rmtree(folder, ignore_errors=True)  # merged into the output, which was renamed into place
     listed = set(files)
     rows = [r for r in final if r["path"] in listed]
     failed = [r for r in rows if r["error"]]
@@ -439,6 +430,20 @@ def _start_ray(address: str | None, actors: int, threads: int) -> None:
     # be scheduled next to the actors (on a 2-core box they share the cores either way).
     cpus = max(os.cpu_count() or 1, actors * threads + 1)
     ray.init(num_cpus=cpus, include_dashboard=False, object_store_memory=1 << 30, **quiet)
+
+
+def _check_reachable(address: str) -> None:
+    """Fail in seconds when nothing listens at ``host:port`` (ray.init would retry for minutes)."""
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not (host and port.isdigit()):
+        return  # "auto" and other forms: Ray resolves and reports those itself
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise InputError(f"Could not join the Ray cluster at {address}: nothing answers there "
+                         f"({exc.strerror or exc.__class__.__name__}).") from None
 
 
 def _run_pipeline(pending, spec, artifact_path, manifest, k, lang, batch_size, actors, address, threads, writer):
@@ -492,9 +497,3 @@ def _run_pipeline(pending, spec, artifact_path, manifest, k, lang, batch_size, a
         raise ImgclsError("The Ray job failed; re-run to resume from the saved parts.") from None
     finally:
         ray.shutdown()
-
-
-def _remove_parts(folder: Path) -> None:
-    import shutil
-
-    shutil.rmtree(folder, ignore_errors=True)  # merged into the output, which is safely renamed in

@@ -41,7 +41,8 @@ __all__ = [
 
 VIDEO_MISSING = "Video support needs PyAV. Install the extra: pip install 'imgcls[video]'"
 # FFmpeg demuxers that read still images: a JPEG "opens" as a one-frame video, which is not one.
-_IMAGE_DEMUXERS = ("image2", "_pipe", "apng", "gif", "webp")
+# (Animated GIFs are let through: FFmpeg's gif demuxer plays them as the short videos they are.)
+_IMAGE_DEMUXERS = ("image2", "_pipe")
 
 
 @dataclass
@@ -174,7 +175,7 @@ def _refuse_images_and_text(path: Path, head: bytes) -> None:
         if "detected: text" in exc.message or "HTML" in exc.message or "SVG" in exc.message:
             raise UnsupportedMediaError(f"{path.name} is not a video (it contains text).") from None
         return  # not an image we know: let FFmpeg decide
-    if fmt != "GIF":  # an animated GIF is a video of sorts; FFmpeg's gif demuxer is refused below
+    if fmt != "GIF":
         raise UnsupportedMediaError(f"{path.name} is a {fmt} image, not a video; classify it with `imgcls predict`.")
 
 

@@ -29,8 +29,8 @@ def predict_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "imgcls", "predict", *args, "--engine", "ray", "--model", MODEL]
 
 
-def run(*args: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run(predict_cmd(*args), capture_output=True, text=True, timeout=900)
+def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    proc = subprocess.run(predict_cmd(*args), capture_output=True, text=True, timeout=900, env=env)
     assert "Traceback" not in proc.stderr, proc.stderr
     return proc
 
@@ -150,3 +150,82 @@ def test_throughput_one_vs_two_actors(dev_dir, reference, corpus, artifacts_dir,
     assert results[1] == {p: [t["class_index"] for t in reference[p].top] for p in results[1]}
     (artifacts_dir / "ray_throughput.json").write_text(json.dumps(figures, indent=2) + "\n")
     print(json.dumps(figures, indent=2))
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture()
+def ray_head(tmp_path):
+    """A separate Ray cluster (`ray start --head --block`), as on a real cluster's head node."""
+    port = _free_port()
+    ray_cli = str(Path(sys.executable).with_name("ray"))
+    # Ray >= 2.50 protects `ray start` clusters with a token; this throwaway one runs without, so
+    # the test never touches the token file Ray keeps in the home folder.
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+    head = subprocess.Popen([ray_cli, "start", "--head", "--block", f"--port={port}", "--num-cpus=3",
+                             "--object-store-memory=500000000", "--include-dashboard=false", "--disable-usage-stats"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    address = f"127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 240
+        while subprocess.run([ray_cli, "status", f"--address={address}"], capture_output=True, env=env,
+                             timeout=120).returncode != 0:
+            assert head.poll() is None, "ray start --head exited"
+            assert time.monotonic() < deadline, "the Ray head did not come up"
+            time.sleep(2)
+        yield address, env
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)  # --block: ray start stops what it started
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait(timeout=30)
+
+
+def test_join_an_existing_cluster(ray_head, corpus, match_reference, tmp_path, monkeypatch):
+    """--address joins a running cluster; the artifact is shipped through its object store."""
+    import hashlib
+
+    import ray
+
+    from imgcls.distributed import _local_artifact
+    from imgcls.errors import ImgclsError
+
+    address, env = ray_head
+    output = tmp_path / "joined.parquet"
+    proc = run(str(corpus["tree"]), "--address", address, "--actors", "2", "--output", str(output), env=env)
+    assert proc.returncode == 1, proc.stderr
+    tree_paths = [p for p in corpus["paths"] if p.startswith(str(corpus["tree"]))]
+    match_reference(read_results(output), tree_paths)
+
+    # A node without the driver's model store fetches the artifact from the object store.
+    data = b"not really onnx, but bytes with a checksum" * 1000
+    digest = hashlib.sha256(data).hexdigest()
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    ray.init(address=address, log_to_driver=False)
+    try:
+        ref = ray.put(data)
+        cached = _local_artifact(tmp_path / "absent" / "fp32.onnx", digest, ref)
+        assert cached.read_bytes() == data and cached.name == f"{digest}.onnx"
+        assert _local_artifact(tmp_path / "absent" / "fp32.onnx", digest, None) == cached  # cache hit
+        cached.unlink()
+        with pytest.raises(ImgclsError, match="corrupt"):
+            _local_artifact(tmp_path / "absent" / "fp32.onnx", "0" * 64, ref)
+    finally:
+        ray.shutdown()
+
+
+def test_unreachable_cluster_is_a_clear_error(corpus, tmp_path):
+    port = _free_port()  # nothing listens there
+    proc = subprocess.run(predict_cmd(str(corpus["tree"]), "--address", f"127.0.0.1:{port}",
+                                      "--output", str(tmp_path / "x.csv")),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2, proc.stderr
+    assert "Could not join the Ray cluster" in " ".join(proc.stderr.split()) and "Traceback" not in proc.stderr
