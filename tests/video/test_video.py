@@ -260,3 +260,13 @@ def test_real_process_corrupt_video_no_traceback(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and "Error:" in proc.stderr
     assert "broken.mp4" in proc.stderr
+
+
+def test_animated_gif_is_a_short_video(tmp_path, segment_images, classifier):
+    """FFmpeg plays an animated GIF as a video; a still PNG/JPEG is refused (see the bad files)."""
+    frames = [image.resize((160, 120)) for image in segment_images]
+    gif = tmp_path / "slides.gif"
+    frames[0].save(gif, save_all=True, append_images=frames[1:], duration=2000, loop=0)
+    timeline = analyse_video(gif, classifier, fps=1.0)
+    assert [s.time for s in timeline.samples] == pytest.approx([0, 2, 4])  # one frame per 2 s slide
+    assert timeline.info.container == "gif"
