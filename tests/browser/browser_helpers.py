@@ -13,6 +13,7 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--disable-quic", "--no-first-run", "--disable-sync",
 ]
+SHOTS: list[Path] = []  # every screenshot of this session, listed in the terminal summary
 FAKE_CAMERA_ARGS = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
 BUNDLE_NAME = "lite0-bundle"  # the second served model (a bundle folder)
 MAX_UPLOAD_MB = 2  # the server's cap: small, so "too large" is cheap to reach with a generated file
@@ -71,6 +72,7 @@ class Browser:
         path = self.screenshots / f"{self.test_name}--{name}.png"
         page.screenshot(path=str(path), full_page=full_page)
         self.shots.append(path)
+        SHOTS.append(path)
         print(f"screenshot: {path}")
         return path
 

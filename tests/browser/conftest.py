@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
-from browser_helpers import BUNDLE_NAME, CHROMIUM, MAX_UPLOAD_MB, Browser, launch_chromium  # noqa: E402
+from browser_helpers import BUNDLE_NAME, CHROMIUM, MAX_UPLOAD_MB, SHOTS, Browser, launch_chromium  # noqa: E402
 from server_helpers import ServerProcess, make_bundle  # noqa: E402  (shared with the integration tier)
+
 
 @pytest.fixture(scope="session")
 def chromium() -> Path:
@@ -114,3 +115,11 @@ def browser_on(request, chromium_browser, screenshots_dir):
 def browser(browser_on, server) -> Browser:
     """A fresh Chromium on the shared server."""
     return browser_on(server)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """List the screenshots taken (test artifacts) at the end of the run, even when all passed."""
+    if SHOTS:
+        terminalreporter.section(f"browser screenshots ({len(SHOTS)})")
+        for path in SHOTS:
+            terminalreporter.write_line(str(path))
