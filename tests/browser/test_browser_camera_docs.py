@@ -52,9 +52,11 @@ def test_camera_live_top3_then_clean_stop(browser):
     expect(page.locator("#camera-status")).to_contain_text("每帧")
     page.get_by_test_id("lang-toggle").click()
 
-    page.get_by_test_id("camera-stop").click()
+    page.get_by_test_id("camera-stop").focus()
+    page.keyboard.press("Enter")
     expect(page.locator("#camera")).to_be_hidden()
     expect(page.get_by_test_id("camera-start")).to_be_enabled()
+    expect(page.get_by_test_id("camera-start")).to_be_focused()  # keyboard users keep their place
     states = page.evaluate("() => window.__streams.flatMap((s) => s.getTracks().map((t) => t.readyState))")
     assert states and all(s == "ended" for s in states), f"camera tracks still live after stop: {states}"
     assert page.evaluate("() => document.querySelector('[data-testid=camera-video]').srcObject") is None

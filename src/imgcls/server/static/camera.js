@@ -82,11 +82,14 @@ export class Camera {
     this.inFlight = null;
     if (this.stream) for (const track of this.stream.getTracks()) track.stop();
     const wasRunning = this.stream !== null;
+    // Focus inside the panel (the Stop button) would be lost when the panel hides: hand it back
+    // to the Start button so keyboard users keep their place.
+    const hadFocus = this.section.contains(document.activeElement) || document.activeElement === document.body;
     this.stream = null;
     this.video.srcObject = null;
     this.section.hidden = true;
     this.startBtn.disabled = false;
-    if (wasRunning && document.activeElement === document.body) this.startBtn.focus();
+    if (wasRunning && hadFocus) this.startBtn.focus({ preventScroll: true });
   }
 
   async tick() {
