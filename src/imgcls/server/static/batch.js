@@ -157,7 +157,8 @@ function applyResults(chunk, data, run, ctx) {
     item.model = data.model || null;
     if (r && Array.isArray(r.top)) {
       item.result = {
-        model: data.model, precision: data.precision, lang: ctx.params.lang,
+        // The language the server really answered in (a model without Chinese names answers in English).
+        model: data.model, precision: data.precision, lang: data.lang === 'zh' || data.lang === 'en' ? data.lang : ctx.params.lang,
         top: r.top, input: r.input || null, timing_ms: r.timing_ms || null,
       };
       item.error = null;

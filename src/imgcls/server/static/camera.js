@@ -118,7 +118,7 @@ export class Camera {
         return;
       }
       const ms = r.timing_ms && r.timing_ms.total != null ? r.timing_ms.total : performance.now() - started;
-      this.last = { model: data.model, lang: p.lang, top: r.top, ms };
+      this.last = { model: data.model, lang: data.lang === 'zh' || data.lang === 'en' ? data.lang : p.lang, top: r.top, ms };
       this.renderTop();
     } catch (err) {
       if (err.name === 'AbortError') return;
