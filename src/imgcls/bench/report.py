@@ -146,6 +146,7 @@ def print_report(doc: dict, console: Console | None = None) -> None:
                       f"4x the resize target); decode on those {d['decode_full_ms']} -> {d['decode_draft_ms']} core-ms; "
                       f"over all photos {d['all_decode_full_ms']} -> {d['all_decode_draft_ms']} core-ms; top-1 changed "
                       f"({d['model']} fp32): {d['top1_changed']} of {d['eligible']}.")
+    _print_levers(doc.get("levers"), console)
     rows = targets(doc)
     if rows:
         table = Table(title="Targets from the issue (figures, not tests)")
@@ -155,6 +156,30 @@ def print_report(doc: dict, console: Console | None = None) -> None:
             table.add_row(t["target"], t["wanted"], str(t["measured"]), _mark(t["ok"]))
         console.print(table)
     console.print(f"Finished in {doc['seconds']} s.")
+
+
+def _print_levers(levers: dict | None, console: Console) -> None:
+    if not levers:
+        return
+    table = Table(title=f"Levers: server settings ({levers['model']} {levers['precision']}, fresh server each)")
+    for col in ("variant", "conc.", "req/s", "p50 ms", "p99 ms", "errors", "batch", "server CPU ms/req", "peak RSS MB"):
+        table.add_column(col, justify="left" if col == "variant" else "right")
+    for r in levers.get("server_variants", []):
+        table.add_row(r["variant"], str(r["concurrency"]), f"{r['rps']:.1f}", f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}",
+                      str(r["errors"]), f"{r['mean_batch']:.2f}" if r.get("mean_batch") else "",
+                      f"{r['server_cpu_ms_per_request']:.2f}", f"{r['peak_rss_mb']:.0f}")
+    console.print(table)
+    for r in levers.get("spinning", []):
+        console.print(f"   ORT spinning {'on ' if r['spinning'] else 'off'}: model {r['model_images_per_s']} img/s "
+                      f"while a decode thread did {r['decodes_per_s']} decodes/s")
+    d = levers.get("draft_large")
+    if d:
+        console.print(f"   Draft mode on {d['photos']} phone-sized re-encodes ({d['shorter_side']} px shorter side, "
+                      f"{d['mean_kb']} KB): decode {d['decode_full_ms']} -> {d['decode_draft_ms']} core-ms; top-1 "
+                      f"changed: {d['top1_changed']} of {d['photos']} ({d['model']} fp32)")
+    t = levers.get("torch_rss_mb")
+    if t:
+        console.print("   RSS of the server's imports: " + ", ".join(f"{k} {v} MB" for k, v in t.items()))
 
 
 def write_chart(doc: dict, path: Path) -> Path | None:

@@ -17,9 +17,10 @@ from typing import Callable
 
 from imgcls.errors import InputError
 
-__all__ = ["BenchSettings", "run_suite", "SECTIONS"]
+__all__ = ["BenchSettings", "run_suite", "SECTIONS", "OPTIONAL_SECTIONS"]
 
-SECTIONS = ("model", "http", "baseline", "memory", "breakdown")
+SECTIONS = ("model", "http", "baseline", "memory", "breakdown")  # the default run
+OPTIONAL_SECTIONS = ("levers",)  # tuning experiments, on request (see imgcls.bench.levers)
 
 
 @dataclass
@@ -54,9 +55,10 @@ class BenchSettings:
         return cls(**base)
 
     def validate(self) -> None:
-        unknown = [s for s in self.sections if s not in SECTIONS]
+        known = SECTIONS + OPTIONAL_SECTIONS
+        unknown = [s for s in self.sections if s not in known]
         if unknown:
-            raise InputError(f"Unknown section(s): {', '.join(unknown)}. Choose from {', '.join(SECTIONS)}.")
+            raise InputError(f"Unknown section(s): {', '.join(unknown)}. Choose from {', '.join(known)}.")
         if not self.sections:
             raise InputError("Choose at least one section.")
         for name, values in (("--batches", self.batches), ("--threads", self.threads),
@@ -164,6 +166,9 @@ def run_suite(settings: BenchSettings, progress: Callable[[str], None] = lambda 
     if "breakdown" in sections:
         doc["breakdown"] = _breakdown(models, photos, doc.get("http", []), settings, progress)
 
+    if "levers" in sections:
+        doc["levers"] = _levers(models, photos, settings, logs, progress)
+
     doc["seconds"] = round(time.time() - started, 1)
     doc["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     return doc
@@ -217,6 +222,25 @@ def _breakdown(models, photos, http_rows: list[dict], settings: BenchSettings, p
     progress("breakdown: JPEG draft mode on the dev photos")
     draft = breakdown.measure_draft(models[0], photos)
     return {"cores": cores, "reference_concurrency": reference_c, "rows": rows, "draft": draft.to_dict()}
+
+
+def _levers(models, photos, settings: BenchSettings, logs: Path, progress) -> dict:
+    from imgcls.bench import levers
+
+    target = models[0]
+    precision = "int8" if "int8" in target.precisions else "fp32"
+    concurrency = tuple(c for c in settings.concurrency if c in (1, 8)) or settings.concurrency[:1]
+    out: dict = {"model": target.key, "precision": precision}
+    progress("levers: torch in the serving process (RSS)")
+    out["torch_rss_mb"] = levers.measure_torch_rss()
+    progress("levers: ONNX Runtime spinning vs a concurrent decode thread")
+    out["spinning"] = levers.measure_spinning(target, photos, precision)
+    progress("levers: JPEG draft mode on phone-sized re-encodes")
+    out["draft_large"] = levers.measure_draft_large(target, photos, count=16 if settings.quick else 48)
+    out["server_variants"] = levers.run_server_variants(
+        target, photos, precision=precision, concurrency=concurrency, seconds=settings.http_seconds,
+        warmup_s=settings.http_warmup_s, log_dir=logs, progress=progress)
+    return out
 
 
 def write_results(doc: dict, out: Path) -> tuple[Path, Path | None]:

@@ -32,7 +32,8 @@ def bench(
                              "benchmark's model store and the baseline's venv."),
     skip_baseline: bool = typer.Option(False, "--skip-baseline", help="Do not start the seed baseline (no ratios)."),
     sections: Optional[str] = typer.Option(None, "--sections", help="Comma-separated subset of: model, http, "
-                                           "baseline, memory, breakdown (default: all)."),
+                                           "baseline, memory, breakdown (default: all of these), plus the optional "
+                                           "levers (tuning experiments)."),
     models: Optional[str] = typer.Option(None, "--models", help="Comma-separated: lite0, resnet18 (default: both)."),
     concurrency: Optional[str] = typer.Option(None, "--concurrency", help="HTTP concurrency levels (default 1,8,32)."),
     batches: Optional[str] = typer.Option(None, "--batches", help="Model-only batch sizes (default 1,4,8)."),
