@@ -41,12 +41,15 @@ class Browser:
         self.error_responses: list[str] = []  # "status url", to explain console errors
         self.allowed_console: list[str] = []
         self.context = None
+        self.origin = server.url
         self.shots: list[Path] = []
 
     def open(self, path: str = "/", *, viewport=(1280, 900), scale: float = 1, camera: bool = False,
-             init_script: str | None = None, settle: bool = True, dark: bool = False):
+             init_script: str | None = None, settle: bool = True, dark: bool = False, host: str = "127.0.0.1"):
         """Open `path` on the server in a fresh context; for the app, wait until it has wired
-        itself up and (with `settle`) loaded the model list and seen the server ready."""
+        itself up and (with `settle`) loaded the model list and seen the server ready. `host` is
+        the name typed in the address bar (127.0.0.1 or localhost reach the same server)."""
+        self.origin = f"http://{host}:{self.server.port}"
         self.context = self.chromium.new_context(
             viewport={"width": viewport[0], "height": viewport[1]}, device_scale_factor=scale,
             accept_downloads=True, locale="en-US", color_scheme="dark" if dark else "light",
@@ -59,7 +62,7 @@ class Browser:
         page.on("pageerror", lambda e: self.page_errors.append(str(e)))
         page.on("console", lambda m: self.console_errors.append(m.text) if m.type == "error" else None)
         page.on("response", lambda r: self.error_responses.append(f"{r.status} {r.url}") if r.status >= 400 else None)
-        page.goto(self.server.url + path)
+        page.goto(self.origin + path)
         if path == "/":
             page.locator("body[data-ready=true]").wait_for(state="attached")
         if path == "/" and settle:
@@ -77,7 +80,7 @@ class Browser:
         return path
 
     def offsite_requests(self) -> list[str]:
-        own = urlsplit(self.server.url)
+        own = urlsplit(self.origin)
         bad = []
         for url in self.requests:
             parts = urlsplit(url)

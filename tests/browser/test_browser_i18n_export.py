@@ -56,7 +56,7 @@ def test_switch_to_chinese_and_back(browser, photos):
 
 
 def test_export_csv_and_json(browser, photos, reference):
-    page = browser.open("/")
+    page = browser.open("/", host="localhost")  # the other name a newcomer may type
     chosen = photos[:3]
     page.get_by_test_id("file-input").set_input_files(
         [file_payload(p) for p in chosen] + [{"name": "empty.jpg", "mimeType": "image/jpeg", "buffer": b""}])
