@@ -1,5 +1,5 @@
-"""The browser-tier helpers: one Chromium per test with its requests and errors recorded,
-screenshots saved as test artifacts, and CSP-safe polling."""
+"""The browser-tier helpers: one headless Chromium per session and a fresh context per test, with
+requests and errors recorded, screenshots saved as test artifacts, and CSP-safe polling."""
 
 from __future__ import annotations
 
