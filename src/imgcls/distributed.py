@@ -429,7 +429,8 @@ def _start_ray(address: str | None, actors: int, threads: int) -> None:
     # A local cluster sized to this machine, plus one logical CPU so decoding tasks can always
     # be scheduled next to the actors (on a 2-core box they share the cores either way).
     cpus = max(os.cpu_count() or 1, actors * threads + 1)
-    ray.init(num_cpus=cpus, include_dashboard=False, object_store_memory=1 << 30, **quiet)
+    # "local": a new cluster even when this machine has a `ray start` one (or a stale record of one).
+    ray.init(address="local", num_cpus=cpus, include_dashboard=False, object_store_memory=1 << 30, **quiet)
 
 
 def _check_reachable(address: str) -> None:

@@ -32,6 +32,7 @@ def predict_cmd(*args: str) -> list[str]:
 def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     proc = subprocess.run(predict_cmd(*args), capture_output=True, text=True, timeout=900, env=env)
     assert "Traceback" not in proc.stderr, proc.stderr
+    assert "The Ray job failed" not in proc.stderr and "Wrote" in proc.stderr, proc.stderr
     return proc
 
 
@@ -119,7 +120,9 @@ def test_resume_from_an_existing_csv_retries_errors(corpus, reference, match_ref
     output = tmp_path / "results.csv"
     write_results(existing, output)
 
-    proc = run(str(corpus["tree"]), "--actors", "1", "--output", str(output))
+    # RAY_ADDRESS (or a `ray start` cluster on this machine) must not hijack the local cluster.
+    proc = run(str(corpus["tree"]), "--actors", "1", "--output", str(output),
+               env={**os.environ, "RAY_ADDRESS": f"127.0.0.1:{_free_port()}"})
     assert proc.returncode == 1, proc.stderr
     errors = len(corpus["corrupt"])
     assert counts(proc.stderr) == (len(successes) - len(dropped), len(dropped) + errors)
