@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import io
 import os
 from pathlib import Path
 
@@ -73,15 +72,3 @@ def lite0_int8(lite0_fp32, dev_dir):
         photos = sorted(dev_dir.glob("*.JPEG"))
         quantize_int8(spec, photos[::2], photos[1::2])
         return find_artifact(spec, "int8")
-
-
-def png_bytes(image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def jpeg_bytes(image, **kwargs) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=90, **kwargs)
-    return buffer.getvalue()

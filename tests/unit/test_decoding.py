@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import jpeg_bytes, png_bytes
+from imaging import jpeg_bytes, png_bytes
 from imgcls.catalog.entries import CATALOG
 from imgcls.errors import (
     CorruptImageError,
