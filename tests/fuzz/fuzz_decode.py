@@ -17,7 +17,12 @@ import atheris
 import numpy  # noqa: F401  (imported first so it is not instrumented: large, not our target)
 
 with atheris.instrument_imports(include=["PIL", "imgcls", "fuzz_contract"]):
-    from PIL import Image  # noqa: F401  (instrumented: Pillow's pure-Python plugins and helpers)
+    # Pillow loads format plugins lazily, at the first Image.open: import the allowed ones here so
+    # they are instrumented too (otherwise the fuzzer is blind to the code that parses headers).
+    from PIL import (  # noqa: F401
+        BmpImagePlugin, GifImagePlugin, Image, ImageFile, ImageOps, JpegImagePlugin, PngImagePlugin, TiffImagePlugin,
+        TiffTags, WebPImagePlugin,
+    )
     from fuzz_contract import check_input
 
 warnings.simplefilter("ignore")  # Pillow warns about odd metadata; only exceptions matter here
