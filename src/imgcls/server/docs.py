@@ -45,6 +45,12 @@ th { color: var(--muted); font-weight: 600; }
 """
 
 
+def _inline_code(text: str) -> str:
+    """Escape ``text`` and render Markdown `backticks` as <code> (descriptions are Markdown)."""
+    pieces = text.split("`")
+    return "".join(f"<code>{escape(piece)}</code>" if i % 2 else escape(piece) for i, piece in enumerate(pieces))
+
+
 def _schema_text(schema: dict, components: dict, depth: int = 0) -> str:
     """A compact one-line description of a JSON schema (enough to read, not a validator)."""
     if depth > 4:
@@ -81,7 +87,7 @@ def _operation(path: str, method: str, op: dict, components: dict, base: str, ap
     if op.get("summary"):
         parts.append(f"<p><strong>{escape(op['summary'])}</strong></p>")
     if op.get("description"):
-        parts.append(f"<p>{escape(' '.join(op['description'].split()))}</p>")
+        parts.append(f"<p>{_inline_code(' '.join(op['description'].split()))}</p>")
     params = op.get("parameters", [])
     if params:
         parts.append("<h3>Query parameters</h3><table><tr><th>name</th><th>type</th><th>description</th></tr>")
@@ -90,7 +96,7 @@ def _operation(path: str, method: str, op: dict, components: dict, base: str, ap
             default = f" (default {json.dumps(schema['default'])})" if "default" in schema else ""
             parts.append(f"<tr><td><code>{escape(p['name'])}</code></td>"
                          f"<td>{escape(_schema_text(schema, components))}{escape(default)}</td>"
-                         f"<td>{escape(p.get('description', ''))}</td></tr>")
+                         f"<td>{_inline_code(p.get('description', ''))}</td></tr>")
         parts.append("</table>")
     body = op.get("requestBody", {}).get("content", {})
     for media, content in body.items():
