@@ -38,6 +38,13 @@ def small_dataset(tmp_path_factory, categories) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory, categories) -> Path:
+    """Three categories x 4 photos, for repeated runs (determinism)."""
+    chosen = {name: categories[name] for name in ("dogs", "birds", "vehicles")}
+    return link_dataset(tmp_path_factory.mktemp("tiny") / "data", chosen, per_class=4)
+
+
+@pytest.fixture(scope="session")
 def linear_bundle(tmp_path_factory, category_dataset):
     """A linear efficientnet_lite0 bundle trained with the defaults (seed 0, 20% validation),
     with its fp32 ONNX artifact exported and verified into the bundle."""

@@ -17,7 +17,7 @@ import pytest
 from imgcls.catalog import resolve_model
 from imgcls.catalog.entries import CATALOG
 from imgcls.catalog.store import sha256_file
-from training_helpers import cli_env, imgcls_cmd
+from training_helpers import cli_env, imgcls_cmd, link_dataset
 
 pytestmark = pytest.mark.slow
 
@@ -165,7 +165,7 @@ def test_http_server_gives_the_same_answers_as_the_cli(linear_bundle, tmp_path):
         assert [t["score"] for t in web["top"]] == pytest.approx([t["score"] for t in cli["top"]], abs=1e-4)
 
 
-def test_round_trip_export_quantize_predict_eval_import(linear_bundle, category_dataset, tmp_path):
+def test_round_trip_export_quantize_predict_eval_import(linear_bundle, categories, tmp_path):
     result, _ = linear_bundle
     bundle = shutil.copytree(result.bundle, tmp_path / "categories")  # quantize writes into the bundle
     env = cli_env()
@@ -180,8 +180,9 @@ def test_round_trip_export_quantize_predict_eval_import(linear_bundle, category_
     exported = json.loads((tmp_path / "exported" / "fp32.json").read_text())
     assert exported["verification"]["passed"] and exported["model"] == "categories"
 
-    # quantize: static INT8 calibrated on the training photos, verified >= 95% agreement, into the bundle
-    run("models", "quantize", str(bundle), "--calibration", str(category_dataset))
+    # quantize: static INT8 calibrated on 8 photos per class, verified >= 95% agreement, into the bundle
+    calibration = link_dataset(tmp_path / "calibration", categories, per_class=8)
+    run("models", "quantize", str(bundle), "--calibration", str(calibration))
     int8 = json.loads((bundle / "onnx" / "int8.json").read_text())
     assert int8["verification"]["passed"] and int8["verification"]["top1_agreement"] >= 0.95
 
