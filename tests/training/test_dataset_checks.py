@@ -154,6 +154,8 @@ def test_output_folder_protection(tmp_path):
     (existing / "config.json").write_text("{}")
     with pytest.raises(InputError, match="--overwrite"):
         train(TrainSettings(data_dir=root, out=existing, threads=1))
+    with pytest.raises(InputError, match="inside the training folder, where it would become a class"):
+        train(TrainSettings(data_dir=root, out=root / "model", threads=1))
 
 
 @pytest.mark.parametrize("field, value, message", [

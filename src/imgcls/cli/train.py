@@ -90,7 +90,7 @@ def train(
     models export/quantize BUNDLE, eval --model BUNDLE, models import BUNDLE.
     Ctrl-C during training keeps the best epoch so far and writes the bundle from it.
     """
-    missing = [m for m in ("torch", "matplotlib", "onnxscript") if importlib.util.find_spec(m) is None]
+    missing = [m for m in ("torch", "matplotlib") if importlib.util.find_spec(m) is None]
     if missing:
         fail(f"Training needs {', '.join(missing)}: pip install 'imgcls[train]'.", 2)
     from imgcls.training import TrainSettings

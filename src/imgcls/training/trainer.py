@@ -151,6 +151,9 @@ def train(settings: TrainSettings, reporter: Reporter | None = None) -> TrainRes
     started = time.perf_counter()
     settings = settings.resolved()
     bundle_io.check_output(settings.out, settings.overwrite)
+    if settings.out.resolve().is_relative_to(settings.data_dir.resolve()):
+        raise InputError(f"--out {settings.out} is inside the training folder, where it would become a class; "
+                         "write the bundle somewhere else.")
     name = bundle_io.bundle_name(settings.name, settings.out)
     base = resolve_model(settings.base)
     base.weights_path()  # fail now, not after scanning, when the base weights are missing
@@ -321,11 +324,23 @@ def _write(settings, config, state, metrics, history, data, val_items, val_logit
 
 
 def _export(staging: Path, config: dict, val_items, val_logits, settings, reporter) -> dict | None:
-    """fp32 ONNX into ``bundle/onnx`` verified on real validation images, then a serving check."""
+    """fp32 ONNX into ``bundle/onnx`` verified on real validation images, then a serving check.
+
+    A failed or interrupted export never costs the trained weights: the bundle is written
+    without ``onnx/`` (it is then built on first use, or with ``imgcls models export BUNDLE``).
+    """
+    import importlib.util
+    import shutil
+
     from imgcls.artifacts import export_fp32
     from imgcls.engine import Classifier
+    from imgcls.errors import ImgclsError
     from imgcls.training.network import load_eval_array
 
+    if importlib.util.find_spec("onnxscript") is None:
+        reporter.message("ONNX export skipped (needs onnxscript: pip install 'imgcls[export]'); the bundle is "
+                         "written without it.", "warning")
+        return None
     spec = resolve_model(staging)
     reporter.stage("Exporting and verifying the ONNX artifact")
     try:
@@ -347,10 +362,14 @@ def _export(staging: Path, config: dict, val_items, val_logits, settings, report
                              "(near-ties can flip).", "warning")
         return manifest
     except KeyboardInterrupt:
-        reporter.message("ONNX export interrupted: the bundle is written without it; it is built on first use "
-                         "or with `imgcls models export BUNDLE`.", "warning")
-        import shutil
-
-        shutil.rmtree(staging / "onnx", ignore_errors=True)
+        problem = "ONNX export interrupted"
         config["training"]["interrupted"] = True
-        return None
+    except ImgclsError as exc:
+        problem = f"ONNX export failed: {exc.message}"
+    except Exception as exc:  # an exporter bug must not cost the trained weights
+        problem = f"ONNX export failed ({exc.__class__.__name__}: {str(exc)[:300]})"
+    reporter.message(f"{problem}. The bundle is written without it; it is built on first use or with "
+                     "`imgcls models export BUNDLE`.", "warning")
+    shutil.rmtree(staging / "onnx", ignore_errors=True)
+    config["validation"].pop("serving_check", None)
+    return None
