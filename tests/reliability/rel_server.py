@@ -121,8 +121,10 @@ class RawResponse:
         return json.loads(self.body)
 
 
-def head(method: str, port: int, path: str = CLASSIFY, headers: dict | None = None, host: str | None = None) -> bytes:
-    """A request line plus headers (Host first unless host=None and 'Host' in headers)."""
+def head(method: str, port: int, path: str = CLASSIFY, headers: dict | None = None,
+         host: str | bool | None = None) -> bytes:
+    """A request line plus headers. Host comes first: ``host`` if given, this server's address if
+    None, and no Host header at all if False."""
     lines = [f"{method} {path} HTTP/1.1"]
     if host is not False:
         lines.append(f"Host: {host or f'127.0.0.1:{port}'}")

@@ -103,6 +103,7 @@ def _figures(result: dict) -> dict:
         "temp_files": {"start": before.tmp_files, "end": after.tmp_files},
         "rss_trend_mb": result["rss_trend_mb"],
         "findings": result["findings"],
+        "limits": {"rss_growth_mb": RSS_GROWTH_LIMIT_MB, "fd_growth": 0, "temp_file_growth": 0},
     }
 
 
