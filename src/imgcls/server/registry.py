@@ -40,10 +40,36 @@ class ServedModel:
         self.batcher = MicroBatcher(
             f"{slot.name}-{precision}", self._run, max_batch=config.max_batch, max_wait_ms=config.max_wait_ms,
             max_queue=config.max_queue, workers=config.workers_per_model, observe=metrics.batcher_observer(slot.name, precision))
+        self.started = False
+        self._loading: asyncio.Lock | None = None
 
     @property
     def name(self) -> str:
         return self.slot.name
+
+    async def ensure_loaded(self) -> None:
+        """Load, warm and start this precision on its first request if start-up did not.
+
+        Only each model's default precision is loaded at start-up: a second ONNX session costs
+        about 110 MB (EfficientNet-Lite0 fp32 next to INT8: 264 vs 155 MB at ready, 363 vs
+        258 MB peak over 1,000 requests; see docs/benchmarks.md), which a server that never
+        sees ``precision=`` requests should not pay. The first such request waits for the load.
+        """
+        if self.started:
+            return
+        if self._loading is None:
+            self._loading = asyncio.Lock()
+        async with self._loading:
+            if not self.started:
+                loop = asyncio.get_running_loop()
+                await loop.run_in_executor(None, self._load_and_warm)
+                self.batcher.start()
+                self.started = True
+                log.info("loaded %s %s on first request", self.name, self.precision)
+
+    def _load_and_warm(self) -> None:
+        self.load()
+        self.warm_up()
 
     def load(self) -> None:
         """Open the ONNX session (blocking; run on a thread). The artifact was verified at start-up."""
@@ -96,18 +122,22 @@ class ModelRegistry:
         return model
 
     async def load(self, warmup_delay_s: float = 0.0) -> float:
-        """Load and warm every model on threads, then start the batchers. Returns seconds taken."""
+        """Load and warm each model at its default precision on a thread, then start their
+        batchers (other precisions load on first use: ``ServedModel.ensure_loaded``).
+        Returns seconds taken."""
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
+        eager = [m for m in self.served.values() if m.precision == m.slot.default_precision]
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="imgcls-load") as pool:
-            for model in self.served.values():
+            for model in eager:
                 await loop.run_in_executor(pool, model.load)
             if warmup_delay_s > 0:
                 await asyncio.sleep(warmup_delay_s)
-            for model in self.served.values():
+            for model in eager:
                 await loop.run_in_executor(pool, model.warm_up)
-        for model in self.served.values():
+        for model in eager:
             model.batcher.start()
+            model.started = True
         return time.perf_counter() - started
 
     async def close(self) -> None:

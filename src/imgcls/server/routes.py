@@ -149,6 +149,7 @@ async def classify(
     state = _state(request)
     state.check_ready()
     served = state.registry.get(model, precision.value if precision else None)
+    await served.ensure_loaded()  # a non-default precision loads on its first request
     info = request.scope.get("imgcls", {})
     info["model"] = served.name
     if not served.batcher.has_room():
