@@ -27,7 +27,8 @@ def test_sixty_second_clip_throughput(tmp_path, dev_dir, make_video, classifier,
     encode_s = time.perf_counter() - started
     figures = {"clip": f"60 s, 30 fps, 640x360, {probe(video).codec}",
                "model": classifier.name, "precision": classifier.precision, "batch_size": classifier.batch_size,
-               "cpu_count": os.cpu_count(), "encode_s": round(encode_s, 1), "runs": []}
+               "cpu_count": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 1),
+               "encode_s": round(encode_s, 1), "runs": []}
     for fps in (1.0, 5.0):
         timeline = analyse_video(video, classifier, fps=fps)
         assert len(timeline.samples) == int(60 * fps)
