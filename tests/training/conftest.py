@@ -52,15 +52,24 @@ def linear_bundle(tmp_path_factory, category_dataset):
 
     out = tmp_path_factory.mktemp("bundles") / "categories"
     reporter = NullReporter()
-    result = train(TrainSettings(data_dir=category_dataset, out=out, base="efficientnet_lite0", threads=1,
-                                 zh_names=_zh_file(tmp_path_factory)), reporter)
+    result = train(
+        TrainSettings(
+            data_dir=category_dataset,
+            out=out,
+            base="efficientnet_lite0",
+            threads=1,
+            zh_names=_zh_file(tmp_path_factory),
+        ),
+        reporter,
+    )
     return result, reporter
 
 
 def _zh_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("zh") / "names.tsv"
-    path.write_text("# class\tChinese name\ndogs\t狗\nbirds\t鸟\nbugs\t昆虫和蜘蛛\nvehicles\t车辆\nfood\t食物\n",
-                    encoding="utf-8")
+    path.write_text(
+        "# class\tChinese name\ndogs\t狗\nbirds\t鸟\nbugs\t昆虫和蜘蛛\nvehicles\t车辆\nfood\t食物\n", encoding="utf-8"
+    )
     return path
 
 

@@ -117,8 +117,13 @@ def test_skipping_that_leaves_a_class_short_is_an_error(tmp_path):
 
 def test_validation_folder_with_unknown_class(tmp_path):
     make_tree(tmp_path / "val", {"cats": 1, "horses": 1})
-    expect_error(tmp_path / "val", "classes the training data does not: horses", class_names=["cats", "dogs"],
-                 what="validation", min_per_class=0)
+    expect_error(
+        tmp_path / "val",
+        "classes the training data does not: horses",
+        class_names=["cats", "dogs"],
+        what="validation",
+        min_per_class=0,
+    )
 
 
 def test_train_fails_before_training_and_writes_nothing(tmp_path):
@@ -134,8 +139,13 @@ def test_train_fails_before_training_and_writes_nothing(tmp_path):
 
 def test_cli_bad_dataset_exit_code_and_message(tmp_path):
     (tmp_path / "data").mkdir()
-    proc = subprocess.run(imgcls_cmd("train", str(tmp_path / "data"), "--out", str(tmp_path / "b")),
-                          capture_output=True, text=True, env=cli_env(), timeout=120)
+    proc = subprocess.run(
+        imgcls_cmd("train", str(tmp_path / "data"), "--out", str(tmp_path / "b")),
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stderr
     assert "is empty. Put one sub-folder per class" in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
@@ -158,15 +168,18 @@ def test_output_folder_protection(tmp_path):
         train(TrainSettings(data_dir=root, out=root / "model", threads=1))
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("mode", "deep", "--mode must be linear or full"),
-    ("base", "vgg16", "--base must be one of"),
-    ("val_split", 1.0, "--val-split must be between 0 and 1"),
-    ("epochs", 0, "--epochs must be at least 1"),
-    ("lr", -1.0, "--lr must be positive"),
-    ("image_size", 8, "--image-size must be 32-1024"),
-    ("name", "my bundle!", "--name 'my bundle!' must start with"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("mode", "deep", "--mode must be linear or full"),
+        ("base", "vgg16", "--base must be one of"),
+        ("val_split", 1.0, "--val-split must be between 0 and 1"),
+        ("epochs", 0, "--epochs must be at least 1"),
+        ("lr", -1.0, "--lr must be positive"),
+        ("image_size", 8, "--image-size must be 32-1024"),
+        ("name", "my bundle!", "--name 'my bundle!' must start with"),
+    ],
+)
 def test_bad_settings(tmp_path, field, value, message):
     root = make_tree(tmp_path / "data", {"cats": 2, "dogs": 2})
     with pytest.raises(InputError, match=message.replace("(", r"\(")):

@@ -32,8 +32,10 @@ def test_full_mode_learns_and_writes_a_loadable_bundle(small_dataset, tmp_path):
     started = time.perf_counter()
     result = train(TrainSettings(data_dir=small_dataset, out=tmp_path / "full", **FULL_SMALL), reporter)
     history = result.history
-    print(f"\nfull: {[(r.epoch, round(r.train_loss, 3), round(r.val_loss, 3), r.val_acc) for r in history]}, "
-          f"{time.perf_counter() - started:.1f} s")
+    print(
+        f"\nfull: {[(r.epoch, round(r.train_loss, 3), round(r.val_loss, 3), r.val_acc) for r in history]}, "
+        f"{time.perf_counter() - started:.1f} s"
+    )
     assert [r.epoch for r in history] == [1, 2, 3] and len(reporter.epochs) == 3
     # It improves on its first epoch: training loss falls, and validation loss ends lower.
     assert history[-1].train_loss < history[0].train_loss
@@ -57,9 +59,28 @@ def test_full_mode_learns_and_writes_a_loadable_bundle(small_dataset, tmp_path):
 def test_ctrl_c_keeps_the_best_epoch(small_dataset, tmp_path):
     out = tmp_path / "interrupted"
     proc = subprocess.Popen(
-        imgcls_cmd("train", str(small_dataset), "--out", str(out), "--mode", "full", "--epochs", "40",
-                   "--image-size", "64", "--batch-size", "8", "--threads", "1", "--no-export"),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env())
+        imgcls_cmd(
+            "train",
+            str(small_dataset),
+            "--out",
+            str(out),
+            "--mode",
+            "full",
+            "--epochs",
+            "40",
+            "--image-size",
+            "64",
+            "--batch-size",
+            "8",
+            "--threads",
+            "1",
+            "--no-export",
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(),
+    )
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")), daemon=True)
     reader.start()
@@ -101,11 +122,16 @@ def _weights_digest(bundle) -> str:
 @pytest.mark.parametrize("mode", ["linear", "full"])
 def test_same_seed_same_result(small_dataset, tiny_dataset, tmp_path, mode):
     """Two runs with one seed give identical metrics (and weights); another seed differs."""
-    extra = dict(feature_cache=False, threads=1, export_onnx=False) if mode == "linear" else \
-        dict(FULL_SMALL, epochs=2, image_size=64)
+    extra = (
+        dict(feature_cache=False, threads=1, export_onnx=False)
+        if mode == "linear"
+        else dict(FULL_SMALL, epochs=2, image_size=64)
+    )
     data = tiny_dataset if mode == "linear" else small_dataset  # linear re-extracts features each run
-    runs = [train(TrainSettings(data_dir=data, out=tmp_path / f"run{i}", seed=seed, **extra))
-            for i, seed in enumerate((5, 5))]
+    runs = [
+        train(TrainSettings(data_dir=data, out=tmp_path / f"run{i}", seed=seed, **extra))
+        for i, seed in enumerate((5, 5))
+    ]
     if mode == "linear":
         extra["feature_cache"] = True  # the seed changes the split, not the features
     runs.append(train(TrainSettings(data_dir=data, out=tmp_path / "run2", seed=6, **extra)))

@@ -32,16 +32,23 @@ def val_images(result) -> list[tuple[Path, str]]:
 
 
 def cli_predict(model: str, files: list[Path], *extra: str, env: dict | None = None) -> list[dict]:
-    proc = subprocess.run(imgcls_cmd("predict", "--model", model, "--format", "json", *extra, *map(str, files)),
-                          capture_output=True, text=True, env=env or cli_env(), timeout=300)
+    proc = subprocess.run(
+        imgcls_cmd("predict", "--model", model, "--format", "json", *extra, *map(str, files)),
+        capture_output=True,
+        text=True,
+        env=env or cli_env(),
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
 
 def test_linear_bundle_reaches_90_percent(linear_bundle):
     result, reporter = linear_bundle
-    print(f"\nlinear: val accuracy {result.metrics['accuracy']:.3f} on {result.metrics['images']} images, "
-          f"seconds {result.config['training']['seconds']}")
+    print(
+        f"\nlinear: val accuracy {result.metrics['accuracy']:.3f} on {result.metrics['images']} images, "
+        f"seconds {result.config['training']['seconds']}"
+    )
     assert result.metrics["images"] == 19  # round(20%) of 35/18/12/13/13 per class
     assert result.metrics["accuracy"] >= 0.90
     assert not result.interrupted
@@ -130,8 +137,12 @@ def test_http_server_gives_the_same_answers_as_the_cli(linear_bundle, tmp_path):
     files = [p for p, _ in val_images(result)]
     port = _free_port()
     log = (tmp_path / "serve.log").open("wb")
-    server = subprocess.Popen(imgcls_cmd("serve", "--model", str(result.bundle), "--port", str(port), "--threads", "1"),
-                              stdout=log, stderr=subprocess.STDOUT, env=cli_env())
+    server = subprocess.Popen(
+        imgcls_cmd("serve", "--model", str(result.bundle), "--port", str(port), "--threads", "1"),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=cli_env(),
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 180
@@ -171,7 +182,9 @@ def test_round_trip_export_quantize_predict_eval_import(linear_bundle, categorie
     env = cli_env()
 
     def run(*args: str, **kwargs) -> subprocess.CompletedProcess:
-        proc = subprocess.run(imgcls_cmd(*args), capture_output=True, text=True, env=kwargs.get("env", env), timeout=900)
+        proc = subprocess.run(
+            imgcls_cmd(*args), capture_output=True, text=True, env=kwargs.get("env", env), timeout=900
+        )
         assert proc.returncode == 0, f"{args}: {proc.stderr}"
         return proc
 
@@ -196,8 +209,9 @@ def test_round_trip_export_quantize_predict_eval_import(linear_bundle, categorie
     # eval: top-1 over a labelled folder equals what predict says
     labels_csv = tmp_path / "labels.csv"
     root = Path(result.config["training"]["data_dir"])
-    labels_csv.write_text("file,class_index\n" + "".join(
-        f"{p.relative_to(root)},{CLASSES.index(truth)}\n" for p, truth in images))
+    labels_csv.write_text(
+        "file,class_index\n" + "".join(f"{p.relative_to(root)},{CLASSES.index(truth)}\n" for p, truth in images)
+    )
     figures = json.loads(run("eval", str(root), "--labels", str(labels_csv), "--model", str(bundle), "--json").stdout)
     assert figures["model"] == "categories" and figures["images"] == len(images)
     assert figures["top1"] == pytest.approx(result.metrics["accuracy"])

@@ -48,8 +48,9 @@ def test_linear_head_folds_standardisation_into_raw_feature_weights():
     import torch
 
     x, y = _blobs()
-    fit = fit_linear_head(x[::2], y[::2], x[1::2], y[1::2], 3, epochs=50, lr=1.0, weight_decay=1e-2,
-                          reporter=NullReporter())
+    fit = fit_linear_head(
+        x[::2], y[::2], x[1::2], y[1::2], 3, epochs=50, lr=1.0, weight_decay=1e-2, reporter=NullReporter()
+    )
     assert fit.best_epoch >= 1 and fit.history[fit.best_epoch - 1].best
     head = torch.nn.Linear(16, 3)
     head.load_state_dict({"weight": torch.from_numpy(fit.weight), "bias": torch.from_numpy(fit.bias)})
@@ -66,8 +67,9 @@ def test_linear_head_ctrl_c_keeps_best_so_far():
                 raise KeyboardInterrupt
 
     x, y = _blobs(seed=1)
-    fit = fit_linear_head(x[::2], y[::2], x[1::2], y[1::2], 3, epochs=50, lr=1.0, weight_decay=1e-2,
-                          reporter=StopAtThree())
+    fit = fit_linear_head(
+        x[::2], y[::2], x[1::2], y[1::2], 3, epochs=50, lr=1.0, weight_decay=1e-2, reporter=StopAtThree()
+    )
     assert fit.interrupted and len(fit.history) == 3 and 1 <= fit.best_epoch <= 3
     assert np.abs(fit.weight).sum() > 0
 
@@ -79,7 +81,9 @@ def test_classification_metrics_from_a_known_confusion():
     m = classification_metrics(logits, labels, ["a", "b", "c"])
     assert m["confusion_matrix"] == [[2, 1, 0], [0, 2, 0], [1, 0, 0]]
     assert m["accuracy"] == pytest.approx(4 / 6)
-    assert m["per_class"]["a"]["precision"] == pytest.approx(2 / 3) and m["per_class"]["a"]["recall"] == pytest.approx(2 / 3)
+    assert m["per_class"]["a"]["precision"] == pytest.approx(2 / 3) and m["per_class"]["a"]["recall"] == pytest.approx(
+        2 / 3
+    )
     assert m["per_class"]["b"]["precision"] == pytest.approx(2 / 3) and m["per_class"]["b"]["recall"] == 1.0
     assert m["per_class"]["c"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1, "predicted": 0}
 

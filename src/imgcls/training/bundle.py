@@ -40,8 +40,9 @@ def bundle_name(explicit: str | None, out: Path) -> str:
     """The bundle's model name: ``--name``, else the output folder's name made safe."""
     if explicit is not None:
         if not _NAME_OK.match(explicit):
-            raise InputError(f"--name {explicit!r} must start with a letter or digit and use only letters, "
-                             "digits, '.', '-' and '_'.")
+            raise InputError(
+                f"--name {explicit!r} must start with a letter or digit and use only letters, digits, '.', '-' and '_'."
+            )
         return explicit
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", out.resolve().name).strip("-._")
     return name or "bundle"

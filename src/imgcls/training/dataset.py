@@ -172,8 +172,9 @@ def scan_dataset(
         if on_progress:
             on_progress(done, len(candidates))
 
-    dataset = Dataset(root=root, class_names=list(class_names), items=items, unreadable=unreadable,
-                      non_images=non_images)
+    dataset = Dataset(
+        root=root, class_names=list(class_names), items=items, unreadable=unreadable, non_images=non_images
+    )
     if not items:
         detail = f" ({len(unreadable)} unreadable)" if unreadable else ""
         raise DatasetError(f"The {what} folder {root} has no readable images{detail}.")

@@ -95,8 +95,9 @@ class _TrainImages:
         short = min(image.size)
         if short > self.pp.resize:
             scale = self.pp.resize / short
-            image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
-                                 Image.BILINEAR)
+            image = image.resize(
+                (max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.BILINEAR
+            )
         size = image.width * image.height * 3
         if self.used + size <= MEMORY_BUDGET:
             self.cache[index] = image
@@ -145,7 +146,9 @@ def fine_tune(
     )
     steps_per_epoch = math.ceil(len(train_paths) / batch_size)
     total_steps = max(1, epochs * steps_per_epoch)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / total_steps)))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / total_steps))
+    )
 
     images = _TrainImages(train_paths, pp)
     labels = np.asarray(train_labels, np.int64)
@@ -157,9 +160,13 @@ def fine_tune(
         """Validation logits with the serving preprocessing (tensors kept after the first epoch)."""
         nonlocal cached_val
         network.eval()
-        batches = cached_val if cached_val is not None else (
-            np.stack([load_eval_array(p, pp) for p in val_paths[s : s + batch_size]])
-            for s in range(0, len(val_paths), batch_size)
+        batches = (
+            cached_val
+            if cached_val is not None
+            else (
+                np.stack([load_eval_array(p, pp) for p in val_paths[s : s + batch_size]])
+                for s in range(0, len(val_paths), batch_size)
+            )
         )
         seen_batches, outputs = [], []
         with torch.inference_mode():
@@ -183,8 +190,9 @@ def fine_tune(
                 chunk = order[start : start + batch_size]
                 crops = [random_resized_crop(images.get(int(i)), pp.crop, rng) for i in chunk]
                 flips = rng.random(len(chunk)) < 0.5
-                batch = np.stack([to_array(c.transpose(Image.FLIP_LEFT_RIGHT) if f else c, pp)
-                                  for c, f in zip(crops, flips)])
+                batch = np.stack(
+                    [to_array(c.transpose(Image.FLIP_LEFT_RIGHT) if f else c, pp) for c, f in zip(crops, flips)]
+                )
                 target = torch.from_numpy(labels[chunk])
                 network.train()
                 _freeze_batchnorm(network)

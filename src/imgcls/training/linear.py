@@ -68,8 +68,15 @@ def fit_linear_head(
     # zeros make that path independent of the random seed.
     w = torch.zeros(num_classes, xs.shape[1], dtype=torch.float64, requires_grad=True)
     b = torch.zeros(num_classes, dtype=torch.float64, requires_grad=True)
-    optimizer = torch.optim.LBFGS([w, b], lr=lr, max_iter=1, history_size=20, line_search_fn="strong_wolfe",
-                                  tolerance_grad=1e-10, tolerance_change=1e-14)
+    optimizer = torch.optim.LBFGS(
+        [w, b],
+        lr=lr,
+        max_iter=1,
+        history_size=20,
+        line_search_fn="strong_wolfe",
+        tolerance_grad=1e-10,
+        tolerance_change=1e-14,
+    )
 
     def objective() -> torch.Tensor:
         return F.cross_entropy(xs @ w.T + b, y) + 0.5 * weight_decay * (w * w).sum()

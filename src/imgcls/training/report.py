@@ -40,8 +40,7 @@ def classification_metrics(logits: np.ndarray, labels: np.ndarray, class_names: 
         precision = tp / guessed if guessed else 0.0
         recall = tp / support if support else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per_class[name] = {"precision": precision, "recall": recall, "f1": f1, "support": support,
-                           "predicted": guessed}
+        per_class[name] = {"precision": precision, "recall": recall, "f1": f1, "support": support, "predicted": guessed}
     with_support = [v for v in per_class.values() if v["support"]]
     return {
         "images": int(len(labels)),
@@ -78,8 +77,15 @@ def _confusion_png(path: Path, confusion: np.ndarray, class_names: list[str]) ->
         for i in range(n):
             for j in range(n):
                 if confusion[i, j]:
-                    ax.text(j, i, str(confusion[i, j]), ha="center", va="center", fontsize=8,
-                            color="white" if shares[i, j] > 0.5 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        str(confusion[i, j]),
+                        ha="center",
+                        va="center",
+                        fontsize=8,
+                        color="white" if shares[i, j] > 0.5 else "black",
+                    )
     figure.tight_layout()
     figure.savefig(path)
 
@@ -127,16 +133,29 @@ def _markdown(config: dict, metrics: dict, history: list[EpochRecord], dataset_n
     ]
     for name, train_count in zip(config["class_names"], training["train_images_per_class"]):
         row = metrics["per_class"][name]
-        lines.append(f"| {name} | {train_count} | {row['support']} | {_fmt(row['precision'])} | "
-                     f"{_fmt(row['recall'])} | {_fmt(row['f1'])} |")
-    lines += ["", f"Macro precision {_fmt(metrics['macro_precision'])}, macro recall {_fmt(metrics['macro_recall'])}.",
-              "", "![confusion matrix](confusion_matrix.png)", "", "![training curves](training_curves.png)", "",
-              "## Epochs", "", "| epoch | train loss | train acc | val loss | val acc | seconds |",
-              "|---:|---:|---:|---:|---:|---:|"]
+        lines.append(
+            f"| {name} | {train_count} | {row['support']} | {_fmt(row['precision'])} | "
+            f"{_fmt(row['recall'])} | {_fmt(row['f1'])} |"
+        )
+    lines += [
+        "",
+        f"Macro precision {_fmt(metrics['macro_precision'])}, macro recall {_fmt(metrics['macro_recall'])}.",
+        "",
+        "![confusion matrix](confusion_matrix.png)",
+        "",
+        "![training curves](training_curves.png)",
+        "",
+        "## Epochs",
+        "",
+        "| epoch | train loss | train acc | val loss | val acc | seconds |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in history:
         mark = " (kept)" if r.epoch == training["best_epoch"] else ""
-        lines.append(f"| {r.epoch}{mark} | {r.train_loss:.4f} | {_fmt(r.train_acc)} | {r.val_loss:.4f} | "
-                     f"{_fmt(r.val_acc)} | {r.seconds:.2f} |")
+        lines.append(
+            f"| {r.epoch}{mark} | {r.train_loss:.4f} | {_fmt(r.train_acc)} | {r.val_loss:.4f} | "
+            f"{_fmt(r.val_acc)} | {r.seconds:.2f} |"
+        )
     skipped = dataset_notes.get("unreadable_skipped") or []
     if skipped or dataset_notes.get("non_image_files_ignored"):
         lines += ["", "## Skipped files", ""]
@@ -146,16 +165,26 @@ def _markdown(config: dict, metrics: dict, history: list[EpochRecord], dataset_n
     return "\n".join(lines) + "\n"
 
 
-def write_report(folder: Path, config: dict, metrics: dict, history: list[EpochRecord], dataset_notes: dict,
-                 per_image: list[dict] | None = None) -> None:
+def write_report(
+    folder: Path,
+    config: dict,
+    metrics: dict,
+    history: list[EpochRecord],
+    dataset_notes: dict,
+    per_image: list[dict] | None = None,
+) -> None:
     """Write ``metrics.json``, ``report.md``, ``confusion_matrix.png`` and ``training_curves.png``.
 
     ``per_image`` ({file, label, predicted, score, correct} per validation image) goes into the
     JSON, and its mistakes into the Markdown, so the user can look at what went wrong.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    payload = {"validation": metrics, "history": [r.to_dict() for r in history], "dataset": dataset_notes,
-               "validation_images": per_image or []}
+    payload = {
+        "validation": metrics,
+        "history": [r.to_dict() for r in history],
+        "dataset": dataset_notes,
+        "validation_images": per_image or [],
+    }
     (folder / "metrics.json").write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     text = _markdown(config, metrics, history, dataset_notes)
     mistakes = [row for row in per_image or [] if not row["correct"]]

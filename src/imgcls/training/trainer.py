@@ -113,15 +113,21 @@ def _load_data(settings: TrainSettings, reporter: Reporter) -> tuple[Dataset, li
     data = scan_dataset(settings.data_dir, on_progress=progress_for("Checking training images"))
     _tell_skipped(data, reporter)
     if settings.val_dir is not None:
-        val = scan_dataset(settings.val_dir, class_names=data.class_names, what="validation", min_per_class=0,
-                           on_progress=progress_for("Checking validation images"))
+        val = scan_dataset(
+            settings.val_dir,
+            class_names=data.class_names,
+            what="validation",
+            min_per_class=0,
+            on_progress=progress_for("Checking validation images"),
+        )
         _tell_skipped(val, reporter)
         missing = [n for n, c in zip(val.class_names, val.counts()) if c == 0]
         if missing:
             reporter.message(f"The validation folder has no images of: {', '.join(missing)}.", "warning")
         return data, list(range(len(data.items))), [], val
-    train_idx, val_idx = stratified_split([i.label for i in data.items], len(data.class_names),
-                                          settings.val_split, settings.seed)
+    train_idx, val_idx = stratified_split(
+        [i.label for i in data.items], len(data.class_names), settings.val_split, settings.seed
+    )
     return data, train_idx, val_idx, None
 
 
@@ -129,7 +135,9 @@ def _tell_skipped(data: Dataset, reporter: Reporter) -> None:
     if data.unreadable:
         listed = "; ".join(f"{f}: {r}" for f, r in data.unreadable[:20])
         more = f" and {len(data.unreadable) - 20} more" if len(data.unreadable) > 20 else ""
-        reporter.message(f"Skipped {len(data.unreadable)} unreadable image(s) in {data.root}: {listed}{more}", "warning")
+        reporter.message(
+            f"Skipped {len(data.unreadable)} unreadable image(s) in {data.root}: {listed}{more}", "warning"
+        )
     if data.non_images:
         shown = ", ".join(data.non_images[:5]) + (" ..." if len(data.non_images) > 5 else "")
         reporter.message(f"Ignored {len(data.non_images)} non-image file(s) in {data.root} ({shown}).", "warning")
@@ -152,8 +160,10 @@ def train(settings: TrainSettings, reporter: Reporter | None = None) -> TrainRes
     settings = settings.resolved()
     bundle_io.check_output(settings.out, settings.overwrite)
     if settings.out.resolve().is_relative_to(settings.data_dir.resolve()):
-        raise InputError(f"--out {settings.out} is inside the training folder, where it would become a class; "
-                         "write the bundle somewhere else.")
+        raise InputError(
+            f"--out {settings.out} is inside the training folder, where it would become a class; "
+            "write the bundle somewhere else."
+        )
     name = bundle_io.bundle_name(settings.name, settings.out)
     base = resolve_model(settings.base)
     base.weights_path()  # fail now, not after scanning, when the base weights are missing
@@ -170,8 +180,10 @@ def train(settings: TrainSettings, reporter: Reporter | None = None) -> TrainRes
     val_items = val_data.items if val_data is not None else [data.items[i] for i in val_idx]
     train_y = np.array([i.label for i in train_items], np.int64)
     val_y = np.array([i.label for i in val_items], np.int64)
-    reporter.message(f"{len(class_names)} classes, {len(train_items)} training and {len(val_items)} validation "
-                     f"images; base {base.name}, {settings.mode} mode, {pp.crop}px, seed {settings.seed}.")
+    reporter.message(
+        f"{len(class_names)} classes, {len(train_items)} training and {len(val_items)} validation "
+        f"images; base {base.name}, {settings.mode} mode, {pp.crop}px, seed {settings.seed}."
+    )
 
     timings: dict[str, float] = {}
     with deterministic_torch(settings.seed, settings.threads):
@@ -184,25 +196,37 @@ def train(settings: TrainSettings, reporter: Reporter | None = None) -> TrainRes
     if best_epoch == 0:
         raise KeyboardInterrupt  # stopped before one epoch finished: nothing worth keeping
     if interrupted:
-        reporter.message(f"Interrupted after epoch {history[-1].epoch}: writing the bundle from the best epoch "
-                         f"so far ({best_epoch}).", "warning")
+        reporter.message(
+            f"Interrupted after epoch {history[-1].epoch}: writing the bundle from the best epoch "
+            f"so far ({best_epoch}).",
+            "warning",
+        )
 
     metrics = classification_metrics(val_logits, val_y, class_names)
     training = {
         "mode": settings.mode,
         "data_dir": str(settings.data_dir.resolve()),
-        "validation": {"folder": str(settings.val_dir.resolve())} if settings.val_dir else
-                      {"split": settings.val_split, "stratified": True, "seed": settings.seed},
-        "epochs": settings.epochs, "epochs_run": len(history), "best_epoch": best_epoch,
+        "validation": {"folder": str(settings.val_dir.resolve())}
+        if settings.val_dir
+        else {"split": settings.val_split, "stratified": True, "seed": settings.seed},
+        "epochs": settings.epochs,
+        "epochs_run": len(history),
+        "best_epoch": best_epoch,
         "interrupted": interrupted,
         "converged": bool(history and settings.mode == "linear" and len(history) < settings.epochs and not interrupted),
-        "lr": settings.lr, "weight_decay": settings.weight_decay, "batch_size": settings.batch_size,
-        "image_size": pp.crop, "seed": settings.seed, "threads": settings.threads,
+        "lr": settings.lr,
+        "weight_decay": settings.weight_decay,
+        "batch_size": settings.batch_size,
+        "image_size": pp.crop,
+        "seed": settings.seed,
+        "threads": settings.threads,
         "recipe": _recipe(settings),
-        "train_images": len(train_items), "val_images": len(val_items),
+        "train_images": len(train_items),
+        "val_images": len(val_items),
         "train_images_per_class": np.bincount(train_y, minlength=len(class_names)).tolist(),
         "val_images_per_class": np.bincount(val_y, minlength=len(class_names)).tolist(),
-        "unreadable_skipped": len(data.unreadable), "non_image_files_ignored": len(data.non_images),
+        "unreadable_skipped": len(data.unreadable),
+        "non_image_files_ignored": len(data.non_images),
         "seconds": {**{k: round(v, 2) for k, v in timings.items()}},
     }
     config = {
@@ -235,18 +259,29 @@ def _per_image(items, logits, class_names: list[str], root: Path) -> list[dict]:
         except ValueError:  # a separate --val folder
             name = str(item.path)
         best = int(probs.argmax())
-        rows.append({"file": name, "label": class_names[item.label], "predicted": class_names[best],
-                     "score": round(float(probs[best]), 6), "correct": best == item.label})
+        rows.append(
+            {
+                "file": name,
+                "label": class_names[item.label],
+                "predicted": class_names[best],
+                "score": round(float(probs[best]), 6),
+                "correct": best == item.label,
+            }
+        )
     return rows
 
 
 def _recipe(settings: TrainSettings) -> str:
     if settings.mode == "linear":
-        return ("frozen backbone; features cached once; softmax head fitted by full-batch L-BFGS (strong-Wolfe) "
-                "on standardised features with L2 weight decay; best epoch by validation accuracy, then loss")
-    return (f"all layers; AdamW, head lr {settings.lr:g}, backbone lr x{BACKBONE_LR_SCALE:g}, cosine decay; "
-            f"RandomResizedCrop area {CROP_SCALE}, aspect {tuple(round(r, 3) for r in CROP_RATIO)}, horizontal flip; "
-            "BatchNorm statistics frozen; best epoch by validation accuracy, then loss")
+        return (
+            "frozen backbone; features cached once; softmax head fitted by full-batch L-BFGS (strong-Wolfe) "
+            "on standardised features with L2 weight decay; best epoch by validation accuracy, then loss"
+        )
+    return (
+        f"all layers; AdamW, head lr {settings.lr:g}, backbone lr x{BACKBONE_LR_SCALE:g}, cosine decay; "
+        f"RandomResizedCrop area {CROP_SCALE}, aspect {tuple(round(r, 3) for r in CROP_RATIO)}, horizontal flip; "
+        "BatchNorm statistics frozen; best epoch by validation accuracy, then loss"
+    )
 
 
 def _train_linear(settings, base, pp, network, train_items, train_y, val_items, val_y, reporter, timings):
@@ -259,8 +294,15 @@ def _train_linear(settings, base, pp, network, train_items, train_y, val_items, 
     items = train_items + val_items
     reporter.stage("Extracting features", total=len(items))
     t0 = time.perf_counter()
-    features, from_cache = extract_features(network, [i.path for i in items], [i.sha256 for i in items], pp,
-                                             batch_size=settings.batch_size, cache=cache, on_progress=reporter.advance)
+    features, from_cache = extract_features(
+        network,
+        [i.path for i in items],
+        [i.sha256 for i in items],
+        pp,
+        batch_size=settings.batch_size,
+        cache=cache,
+        on_progress=reporter.advance,
+    )
     timings["features"] = time.perf_counter() - t0
     if from_cache:
         reporter.message(f"{from_cache} of {len(items)} images' features came from the cache.")
@@ -271,9 +313,17 @@ def _train_linear(settings, base, pp, network, train_items, train_y, val_items, 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        fit = fit_linear_head(train_x, train_y, val_x, val_y, network.classifier.out_features,
-                              epochs=settings.epochs, lr=settings.lr, weight_decay=settings.weight_decay,
-                              reporter=reporter)
+        fit = fit_linear_head(
+            train_x,
+            train_y,
+            val_x,
+            val_y,
+            network.classifier.out_features,
+            epochs=settings.epochs,
+            lr=settings.lr,
+            weight_decay=settings.weight_decay,
+            reporter=reporter,
+        )
     finally:
         torch.set_num_threads(threads)
     timings["fit"] = time.perf_counter() - t0
@@ -290,9 +340,20 @@ def _train_full(settings, pp, network, train_items, train_y, val_items, val_y, r
     from imgcls.training.full import fine_tune
 
     t0 = time.perf_counter()
-    fit = fine_tune(network, [i.path for i in train_items], train_y, [i.path for i in val_items], val_y, pp,
-                    epochs=settings.epochs, lr=settings.lr, weight_decay=settings.weight_decay,
-                    batch_size=settings.batch_size, seed=settings.seed, reporter=reporter)
+    fit = fine_tune(
+        network,
+        [i.path for i in train_items],
+        train_y,
+        [i.path for i in val_items],
+        val_y,
+        pp,
+        epochs=settings.epochs,
+        lr=settings.lr,
+        weight_decay=settings.weight_decay,
+        batch_size=settings.batch_size,
+        seed=settings.seed,
+        reporter=reporter,
+    )
     timings["fit"] = time.perf_counter() - t0
     return fit.history, fit.best_epoch, fit.interrupted, fit.state, fit.val_logits
 
@@ -304,8 +365,14 @@ def _write(settings, config, state, metrics, history, data, val_items, val_logit
         reporter.stage("Writing the bundle")
         config["weights"] = bundle_io.save_weights(staging, state)
         config["training"]["seconds"]["training"] = round(time.perf_counter() - started, 2)
-        write_report(staging / "report", config, metrics, history, data.summary(),
-                     _per_image(val_items, val_logits, config["class_names"], data.root))
+        write_report(
+            staging / "report",
+            config,
+            metrics,
+            history,
+            data.summary(),
+            _per_image(val_items, val_logits, config["class_names"], data.root),
+        )
         manifest = None
         from imgcls.catalog.bundles import write_bundle_config
 
@@ -319,8 +386,9 @@ def _write(settings, config, state, metrics, history, data, val_items, val_logit
         shutil.rmtree(staging, ignore_errors=True)
         raise
     interrupted = config["training"]["interrupted"]
-    return TrainResult(bundle=final, config=config, metrics=metrics, history=history, interrupted=interrupted,
-                       onnx=manifest)
+    return TrainResult(
+        bundle=final, config=config, metrics=metrics, history=history, interrupted=interrupted, onnx=manifest
+    )
 
 
 def _export(staging: Path, config: dict, val_items, val_logits, settings, reporter) -> dict | None:
@@ -338,8 +406,10 @@ def _export(staging: Path, config: dict, val_items, val_logits, settings, report
     from imgcls.training.network import load_eval_array
 
     if importlib.util.find_spec("onnxscript") is None:
-        reporter.message("ONNX export skipped (needs onnxscript: pip install 'imgcls[export]'); the bundle is "
-                         "written without it.", "warning")
+        reporter.message(
+            "ONNX export skipped (needs onnxscript: pip install 'imgcls[export]'); the bundle is written without it.",
+            "warning",
+        )
         return None
     spec = resolve_model(staging)
     reporter.stage("Exporting and verifying the ONNX artifact")
@@ -356,10 +426,15 @@ def _export(staging: Path, config: dict, val_items, val_logits, settings, report
         classifier.close()
         agreement = float(np.mean(np.asarray(served) == np.asarray(val_logits).argmax(1)))
         config["validation"]["serving_check"] = {
-            "runtime": "onnxruntime fp32", "images": len(served), "top1_agreement_with_training": agreement}
+            "runtime": "onnxruntime fp32",
+            "images": len(served),
+            "top1_agreement_with_training": agreement,
+        }
         if agreement < 1.0:
-            reporter.message(f"The ONNX artifact agrees with training on {agreement:.1%} of validation images "
-                             "(near-ties can flip).", "warning")
+            reporter.message(
+                f"The ONNX artifact agrees with training on {agreement:.1%} of validation images (near-ties can flip).",
+                "warning",
+            )
         return manifest
     except KeyboardInterrupt:
         problem = "ONNX export interrupted"
@@ -368,8 +443,10 @@ def _export(staging: Path, config: dict, val_items, val_logits, settings, report
         problem = f"ONNX export failed: {exc.message}"
     except Exception as exc:  # an exporter bug must not cost the trained weights
         problem = f"ONNX export failed ({exc.__class__.__name__}: {str(exc)[:300]})"
-    reporter.message(f"{problem}. The bundle is written without it; it is built on first use or with "
-                     "`imgcls models export BUNDLE`.", "warning")
+    reporter.message(
+        f"{problem}. The bundle is written without it; it is built on first use or with `imgcls models export BUNDLE`.",
+        "warning",
+    )
     shutil.rmtree(staging / "onnx", ignore_errors=True)
     config["validation"].pop("serving_check", None)
     return None
