@@ -14,19 +14,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from imgcls.choices import Lang, Precision
 from imgcls.cli._common import console, console_err, expand_inputs, fail, progress_bar
 
 PROGRESS_THRESHOLD = 8  # show a progress bar beyond a handful of files
-
-
-class Precision(str, Enum):
-    fp32 = "fp32"
-    int8 = "int8"
-
-
-class Lang(str, Enum):
-    en = "en"
-    zh = "zh"
 
 
 class OutputFormat(str, Enum):

@@ -13,12 +13,8 @@ from typing import Optional
 
 import typer
 
+from imgcls.choices import Precision
 from imgcls.cli._common import console_err, fail
-
-
-class Precision(str, Enum):
-    fp32 = "fp32"
-    int8 = "int8"
 
 
 class LogLevel(str, Enum):

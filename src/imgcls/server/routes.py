@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from enum import Enum
 from typing import Optional
 
 from fastapi import APIRouter, Query, Request
@@ -19,6 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
+from imgcls.choices import Lang, Precision
 from imgcls.errors import ImgclsError
 from imgcls.server.config import MAX_TOP_K
 from imgcls.server.http_errors import error_headers, error_response
@@ -29,16 +29,6 @@ __all__ = ["router"]
 log = logging.getLogger("imgcls.server")
 router = APIRouter()
 NO_STORE = {"Cache-Control": "no-store"}
-
-
-class Lang(str, Enum):
-    en = "en"
-    zh = "zh"
-
-
-class Precision(str, Enum):
-    fp32 = "fp32"
-    int8 = "int8"
 
 
 # -- schemas for the OpenAPI document (responses are built as dicts, not validated twice) -----

@@ -1,0 +1,21 @@
+"""The closed sets of choices users pick from, shared by the CLI, the HTTP API and the docs."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+__all__ = ["Precision", "Lang"]
+
+
+class Precision(str, Enum):
+    """Which verified ONNX artifact answers: fp32, or INT8 after `imgcls models quantize`."""
+
+    fp32 = "fp32"
+    int8 = "int8"
+
+
+class Lang(str, Enum):
+    """Label language."""
+
+    en = "en"
+    zh = "zh"
