@@ -31,6 +31,7 @@ def photo_bytes(dev_photos) -> list[bytes]:
 
 
 # -- overload -------------------------------------------------------------------------------------
+@pytest.mark.slow  # ~1 minute: six 8-second load runs
 def test_overload_at_twice_capacity(start_rel_server, photo_bytes, artifacts_dir):
     server = start_rel_server(["--model", "efficientnet_lite0", "--max-queue", str(CAPACITY), "--max-batch", "4",
                                "--max-wait-ms", "5"])
