@@ -44,7 +44,7 @@ def test_tiny_benchmark_runs_every_section(tmp_path, imgcls_home, lite0_int8):
         assert row["result"]["p50_ms"] <= row["result"]["p99_ms"]
         assert row["server_cpu_ms_per_request"] > 0 and row["server_peak_rss_mb"] > 50
         assert row["mean_batch"] is not None and 1 <= row["mean_batch"] <= 2  # from the server's /metrics
-    assert doc["servers"]["lite0"]["torch_loaded"] is False
+    assert doc["servers"]["lite0-int8"]["torch_loaded"] is False
 
     memory = doc["memory"]
     assert memory["requests"] == 40 and memory["errors"] == 0

@@ -112,19 +112,20 @@ def _measure(server: ServerProcess, requests: list[bytes], concurrency: int, pla
 
 def run_imgcls_http(models: list[BenchModel], photos: list[tuple[str, bytes]], plan: HttpPlan, log_dir: Path,
                     progress: Callable[[str], None] = lambda s: None) -> tuple[list[HttpRow], dict]:
-    """Each model served by its own `imgcls serve` (both precisions loaded); every precision x concurrency.
+    """Each model x precision served by its own `imgcls serve`; every concurrency level.
 
     Returns (rows, facts about each server: start-to-ready seconds, torch loaded or not).
     """
     rows: list[HttpRow] = []
     facts: dict = {}
     for model in models:
-        default = "int8" if "int8" in model.precisions else "fp32"
-        progress(f"http: starting imgcls serve with {model.key}")
-        with start_imgcls(f"imgcls-{model.key}", model.reference, default, log_dir, plan.server_args) as server:
-            facts[model.key] = {"start_to_ready_s": round(server.start_to_ready_s or 0, 2),
-                                "torch_loaded": server.has_torch_loaded(), "server_args": plan.server_args}
-            for precision in model.precisions:
+        for precision in model.precisions:
+            # One server per precision, started with it as the default: only that session is loaded.
+            progress(f"http: starting imgcls serve with {model.key} {precision}")
+            with start_imgcls(f"imgcls-{model.key}-{precision}", model.reference, precision, log_dir,
+                              plan.server_args) as server:
+                facts[f"{model.key}-{precision}"] = {"start_to_ready_s": round(server.start_to_ready_s or 0, 2),
+                                                     "torch_loaded": server.has_torch_loaded()}
                 requests = build_requests(photos, HOST, server.port, f"{IMGCLS_PATH}?precision={precision}")
                 for concurrency in plan.concurrency:
                     progress(f"http: imgcls {model.key} {precision} concurrency {concurrency}")
