@@ -38,7 +38,11 @@ class RichReporter:
             transient=True,
         )
         self.task = None
-        self.progress.start()
+        # Only draw live bars on a terminal: behind a pipe Rich holds the epoch lines back until
+        # the bars stop, so a supervising process (or a log) would see nothing until the end.
+        self.live = console_err.is_terminal
+        if self.live:
+            self.progress.start()
 
     def stage(self, name: str, total: int | None = None) -> None:
         if self.task is not None:
@@ -66,7 +70,8 @@ class RichReporter:
         self.progress.console.print(prefix + escape(text))
 
     def done(self) -> None:
-        self.progress.stop()
+        if self.live:
+            self.progress.stop()
 
 
 def train(
