@@ -72,3 +72,10 @@ def lite0_int8(lite0_fp32, dev_dir):
         photos = sorted(dev_dir.glob("*.JPEG"))
         quantize_int8(spec, photos[::2], photos[1::2])
         return find_artifact(spec, "int8")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Run the browser tier last: Playwright's sync API keeps an event loop running on the main
+    thread for as long as its session-scoped browser lives, which breaks `asyncio.run` in any test
+    that comes after it."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
