@@ -8,7 +8,9 @@ Each served (model, precision) has one ``MicroBatcher``:
   unbounded memory or latency. An idle batcher always admits one request, however large.
 * **gathering**: one worker task takes the first waiting image, then collects more until it has
   ``max_batch`` or ``max_wait_ms`` has passed. Under load the queue fills while the model runs,
-  so batches form without waiting at all; at low load a lone image waits at most max_wait.
+  so batches form without waiting at all. It only waits for images that are on their way
+  (admitted and still being decoded): a lone request runs at once instead of idling for
+  max_wait (3 ms of a ~20 ms request at concurrency 1; docs/benchmarks.md).
 * **running**: the model call runs on a dedicated thread (ONNX Runtime releases the GIL), so
   the event loop keeps accepting uploads and the decode threads keep preparing the next images.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,6 +38,20 @@ class BatchResult:
     queue_ms: float  # submit -> its model call started
     model_ms: float  # duration of the model call it was part of
     batch_size: int
+
+
+class _Admission:
+    """One request's admitted images that have not been submitted yet (see ``MicroBatcher.admit``)."""
+
+    __slots__ = ("batcher", "unsubmitted")
+
+    def __init__(self, batcher: "MicroBatcher", n: int):
+        self.batcher, self.unsubmitted = batcher, n
+
+
+# The admission of the request being handled; its per-image tasks inherit it (asyncio copies the
+# context into tasks), so ``submit`` can tell an image that was announced from one that was not.
+_ADMISSION: contextvars.ContextVar[_Admission | None] = contextvars.ContextVar("imgcls_admission", default=None)
 
 
 @dataclass
@@ -81,6 +98,7 @@ class MicroBatcher:
         self._queue: asyncio.Queue[_Item] | None = None
         self._tasks: list[asyncio.Task] = []
         self._admitted = 0
+        self._coming = 0  # admitted images not yet submitted (still being read or decoded)
         self.calls = 0
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -124,10 +142,15 @@ class MicroBatcher:
         if not self.has_room(n):
             raise OverloadedError("The server is busy; try again shortly.")
         self._admitted += n
+        self._coming += n
+        admission = _Admission(self, n)
+        token = _ADMISSION.set(admission)
         self._observe("depth", self._admitted)
         try:
             yield
         finally:
+            _ADMISSION.reset(token)
+            self._coming -= admission.unsubmitted  # images that failed before reaching the model
             self._admitted -= n
             self._observe("depth", self._admitted)
 
@@ -136,6 +159,10 @@ class MicroBatcher:
         """Queue one preprocessed image (CHW float32) and wait for its probabilities."""
         if not self._tasks or self._queue is None:
             raise OverloadedError("The model is not running.")
+        admission = _ADMISSION.get()
+        if admission is not None and admission.batcher is self and admission.unsubmitted > 0:
+            admission.unsubmitted -= 1
+            self._coming -= 1
         future = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Item(array, future, time.perf_counter()))
         return await future
@@ -150,6 +177,8 @@ class MicroBatcher:
                 if not self._queue.empty():
                     batch.append(self._queue.get_nowait())
                     continue
+                if self._admitted and self._coming <= 0:
+                    break  # nothing else is on its way: waiting would only add latency
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     break
