@@ -229,7 +229,7 @@ def _levers(models, photos, settings: BenchSettings, logs: Path, progress) -> di
 
     target = models[0]
     precision = "int8" if "int8" in target.precisions else "fp32"
-    concurrency = tuple(c for c in settings.concurrency if c in (1, 8)) or settings.concurrency[:1]
+    concurrency = settings.concurrency
     out: dict = {"model": target.key, "precision": precision}
     progress("levers: torch in the serving process (RSS)")
     out["torch_rss_mb"] = levers.measure_torch_rss()

@@ -40,11 +40,13 @@ def serve(
              "efficientnet_lite0."),
     precision: Precision = typer.Option(Precision.fp32, "--precision", "-p", envvar="IMGCLS_PRECISION",
                                         help="Default precision. int8 needs `imgcls models quantize` first; the other "
-                                             "precision is served too when its artifact exists."),
-    max_batch: int = typer.Option(8, "--max-batch", envvar="IMGCLS_MAX_BATCH", min=1, max=256,
+                                             "precision is served too when its artifact exists (loaded on its first "
+                                             "request)."),
+    max_batch: int = typer.Option(4, "--max-batch", envvar="IMGCLS_MAX_BATCH", min=1, max=256,
                                   help="Most images per model call (micro-batching across requests)."),
     max_wait_ms: float = typer.Option(3.0, "--max-wait-ms", envvar="IMGCLS_MAX_WAIT_MS", min=0, max=1000,
-                                      help="How long an image waits for others to share its model call."),
+                                      help="Longest wait for images already received and still being decoded to "
+                                           "share a model call (a lone request never waits)."),
     max_queue: int = typer.Option(32, "--max-queue", envvar="IMGCLS_MAX_QUEUE", min=1,
                                   help="Images admitted per model at once; beyond that requests get 503 + Retry-After."),
     max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", envvar="IMGCLS_MAX_UPLOAD_MB", min=0.001, max=1024,

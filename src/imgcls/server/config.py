@@ -33,8 +33,11 @@ class ServerConfig:
     precision: str = "fp32"  # default precision of every served model
     host: str = "127.0.0.1"  # loopback unless the operator explicitly says otherwise
     port: int = 8000
-    max_batch: int = 8  # images per model call
-    max_wait_ms: float = 3.0  # how long a lone image waits for company before running alone
+    # 4, not 8: with one ORT thread per call, batch 8 saves no CPU per image at concurrency 8 and
+    # ~5% at 32, while two concurrent batch-8 calls hold ~45 MB more activations (Lite0 INT8 peak
+    # RSS over 1,000 requests at concurrency 32: 212-219 vs 257-263 MB; docs/benchmarks.md).
+    max_batch: int = 4  # images per model call
+    max_wait_ms: float = 3.0  # longest wait for images already admitted and still decoding
     max_queue: int = 32  # images admitted (decoding, waiting or running) per model; beyond -> 503
     max_upload_mb: float = 20.0  # whole request body cap, enforced while reading
     max_files: int = 32  # file parts per request
