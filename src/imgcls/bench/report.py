@@ -229,3 +229,75 @@ def write_chart(doc: dict, path: Path) -> Path | None:
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+def markdown(doc: dict) -> str:
+    """The run's figures as Markdown tables (what docs/benchmarks.md quotes)."""
+    m = doc["machine"]
+    out = [f"Run {doc['started']}: {m['cpu']}, {m['cores']} cores, onnxruntime {m['onnxruntime']}, Python {m['python']}; "
+           f"load average {m['load_average_at_start'][0]} at start, {m.get('load_average_at_end', ['?'])[0]} at end; "
+           f"{doc['photos']['count']} dev JPEGs (mean {doc['photos']['mean_kb']} KB); {doc['seconds']} s"
+           + ("; QUICK run" if doc["settings"]["quick"] else "") + ".", ""]
+    if doc.get("server_config"):
+        c = doc["server_config"]
+        out += [f"Server settings: max batch {c.get('max_batch')}, max wait {c.get('max_wait_ms')} ms, "
+                f"{c.get('threads')} ORT thread(s) x {c.get('model_workers') or c.get('cores')} model worker(s), "
+                f"queue {c.get('max_queue')}, log level {c.get('log_level')}"
+                + (f", extra {' '.join(c['extra_args'])}" if c.get("extra_args") else "") + ".", ""]
+    if doc.get("model_latency"):
+        out += ["| model | runtime | precision | batch | threads | median ms/img | p90 ms/img | CPU core-ms/img |",
+                "|---|---|---|--:|--:|--:|--:|--:|"]
+        out += [f"| {r['model']} | {r['runtime']} | {r['precision']} | {r['batch']} | {r['threads']} | {r['median_ms']:.2f} "
+                f"| {r['p90_ms']:.2f} | {r['cpu_ms']:.2f} |" for r in doc["model_latency"]]
+        out.append("")
+    rows = doc.get("http", []) + (doc.get("baseline") or {}).get("rows", [])
+    if rows:
+        ratios = baseline_ratios(doc)
+        out += ["| system | model | precision | concurrency | req/s | p50 ms | p99 ms | errors | x baseline | mean batch "
+                "| server CPU ms/req | client CPU ms/req | peak RSS MB |", "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+        for r in rows:
+            res = r["result"]
+            ratio = ratios.get((r["model"], r["precision"], r["concurrency"])) if r["system"] == "imgcls" else None
+            out.append(f"| {r['system']} | {r['model']} | {r['precision']} | {r['concurrency']} | {res['rps']:.1f} "
+                       f"| {res['p50_ms']:.1f} | {res['p99_ms']:.1f} | {res['errors']} | {f'{ratio:.2f}x' if ratio else ''} "
+                       f"| {r['mean_batch'] or ''} | {r['server_cpu_ms_per_request']:.2f} "
+                       f"| {res['client_cpu_ms_per_request']:.3f} | {r['server_peak_rss_mb']:.0f} |")
+        out.append("")
+    memory = doc.get("memory")
+    if memory:
+        out += [f"Memory ({memory['model']} {memory['precision']}, {memory['requests']} requests at concurrency "
+                f"{memory['concurrency']}, {memory['errors']} errors): ready {memory['rss_ready_mb']} MB, peak "
+                f"{memory['peak_rss_mb']} MB, after {memory['rss_after_mb']} MB; torch in the server: "
+                f"{'yes' if memory['torch_loaded'] else 'no'}. Cold start to /readyz: "
+                f"{', '.join(f'{s:.2f}' for s in memory['cold_start_s'])} s (median {memory['cold_start_median_s']} s)."
+                + (f" Baseline peak RSS: {doc['baseline']['peak_rss_mb_kernel']} MB." if (doc.get('baseline') or {}).get(
+                    "peak_rss_mb_kernel") else ""), ""]
+    breakdown = doc.get("breakdown")
+    if breakdown:
+        out += [f"| model | precision | decode | preprocess | model (batch) | response | HTTP/other | server total "
+                f"| client | ceiling req/s | measured req/s (c{breakdown['reference_concurrency']}) | of ceiling |",
+                "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+        for r in breakdown["rows"]:
+            out.append(f"| {r['model']} | {r['precision']} | {r['decode_ms']:.2f} | {r['preprocess_ms']:.2f} "
+                       f"| {r['model_ms']:.2f} ({r['model_batch']}) | {r['response_ms']:.2f} | {r.get('http_other_ms', 0):.2f} "
+                       f"| {r.get('server_total_ms', 0):.2f} | {r.get('client_ms', 0):.2f} | {r.get('ceiling_rps', 0):.0f} "
+                       f"| {r.get('measured_rps', 0):.1f} | {r.get('fraction_of_ceiling', 0):.0%} |")
+        d = breakdown["draft"]
+        out += ["", f"JPEG draft mode: applies to {d['eligible']} of {d['photos']} dev photos; decode on those "
+                f"{d['decode_full_ms']} -> {d['decode_draft_ms']} core-ms; top-1 changed: {d['top1_changed']} of "
+                f"{d['eligible']}.", ""]
+    levers = doc.get("levers")
+    if levers:
+        out += ["| server variant | concurrency | req/s | p50 ms | p99 ms | errors | mean batch | server CPU ms/req | peak RSS MB |",
+                "|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
+        out += [f"| {r['variant']} | {r['concurrency']} | {r['rps']:.1f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} "
+                f"| {r['errors']} | {r['mean_batch'] or ''} | {r['server_cpu_ms_per_request']:.2f} | {r['peak_rss_mb']:.0f} |"
+                for r in levers.get("server_variants", [])]
+        out.append("")
+    rows = targets(doc)
+    if rows:
+        out += ["| target | wanted | measured | |", "|---|---|---|---|"]
+        out += [f"| {t['target']} | {t['wanted']} | {t['measured']} | "
+                f"{'ok' if t['ok'] else ('n/a' if t['ok'] is None else '**miss**')} |" for t in rows]
+        out.append("")
+    return "\n".join(out)

@@ -244,8 +244,8 @@ def _levers(models, photos, settings: BenchSettings, logs: Path, progress) -> di
 
 
 def write_results(doc: dict, out: Path) -> tuple[Path, Path | None]:
-    """results-<timestamp>.json + latest.json, and the chart (None when matplotlib is missing)."""
-    from imgcls.bench.report import write_chart
+    """results-<timestamp>.json (+ .md tables) + latest.json, and the chart (None without matplotlib)."""
+    from imgcls.bench.report import markdown, write_chart
 
     out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -253,6 +253,7 @@ def write_results(doc: dict, out: Path) -> tuple[Path, Path | None]:
     text = json.dumps(doc, indent=1, ensure_ascii=False)
     path.write_text(text + "\n", encoding="utf-8")
     (out / "latest.json").write_text(text + "\n", encoding="utf-8")
+    (out / f"results-{stamp}.md").write_text(markdown(doc) + "\n", encoding="utf-8")
     chart = write_chart(doc, out / f"latency-{stamp}.png")
     if chart is not None:
         (out / "latency-latest.png").write_bytes(chart.read_bytes())
