@@ -131,7 +131,7 @@ def print_report(doc: dict, console: Console | None = None) -> None:
     if breakdown:
         table = Table(title=f"5. CPU per image (core-ms) at concurrency {breakdown['reference_concurrency']}; "
                             f"ceiling = {breakdown['cores']} cores / (server + client)")
-        for col in ("model", "prec.", "decode", "preproc.", "model (batch)", "response", "HTTP/other", "server",
+        for col in ("model", "prec.", "decode", "preproc.", "model (batch)", "response", "other", "server",
                     "client", "ceiling req/s", "measured", "of ceiling"):
             table.add_column(col, justify="left" if col in ("model", "prec.") else "right")
         for r in breakdown["rows"]:
@@ -274,7 +274,7 @@ def markdown(doc: dict) -> str:
                     "peak_rss_mb_kernel") else ""), ""]
     breakdown = doc.get("breakdown")
     if breakdown:
-        out += [f"| model | precision | decode | preprocess | model (batch) | response | HTTP/other | server total "
+        out += [f"| model | precision | decode | preprocess | model (batch) | response | HTTP & other | server total "
                 f"| client | ceiling req/s | measured req/s (c{breakdown['reference_concurrency']}) | of ceiling |",
                 "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
         for r in breakdown["rows"]:

@@ -188,20 +188,31 @@ def _server_config(server_args: list[str]) -> dict:
     return config
 
 
+def _flag(server_args: list[str], name: str) -> str | None:
+    value = None
+    for i, arg in enumerate(server_args):
+        if arg.startswith(f"{name}="):
+            value = arg.split("=", 1)[1]
+        elif arg == name and i + 1 < len(server_args):
+            value = server_args[i + 1]
+    return value
+
+
 def server_threads(server_args: list[str]) -> int:
     """ONNX Runtime threads per model call in the servers started (their --threads, else the default)."""
     from imgcls.runtimes import default_threads
     from imgcls.server.config import ServerConfig
 
-    value = None
-    for i, arg in enumerate(server_args):
-        if arg.startswith("--threads="):
-            value = arg.split("=", 1)[1]
-        elif arg == "--threads" and i + 1 < len(server_args):
-            value = server_args[i + 1]
-    if value is not None:
-        return int(value)
-    return ServerConfig().threads or default_threads()
+    value = _flag(server_args, "--threads")
+    return int(value) if value is not None else (ServerConfig().threads or default_threads())
+
+
+def server_workers(server_args: list[str]) -> int:
+    """Concurrent model calls per model in the servers started (--model-workers, else the default)."""
+    from imgcls.server.config import ServerConfig
+
+    value = _flag(server_args, "--model-workers")
+    return int(value) if value is not None else ServerConfig().workers_per_model
 
 
 def _breakdown(models, photos, http_rows: list[dict], settings: BenchSettings, progress) -> dict:
@@ -217,7 +228,8 @@ def _breakdown(models, photos, http_rows: list[dict], settings: BenchSettings, p
             batch = round(http_row["mean_batch"]) if http_row and http_row.get("mean_batch") else 1
             progress(f"breakdown: {model.key} {precision} (batch {batch})")
             stages = breakdown.measure_stages(model, precision, photos, batch=batch,
-                                              threads=server_threads(settings.server_args))
+                                              threads=server_threads(settings.server_args),
+                                              workers=server_workers(settings.server_args))
             rows.append(breakdown.combine(stages, http_row, cores))
     progress("breakdown: JPEG draft mode on the dev photos")
     draft = breakdown.measure_draft(models[0], photos)
