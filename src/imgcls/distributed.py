@@ -135,14 +135,14 @@ class InferenceActor:
     def __call__(self, batch: dict):
         import pyarrow as pa
 
-        from imgcls.engine import softmax, top_k
+        from imgcls.engine import ranked, softmax
 
         errors = [str(e) for e in batch["error"]]
         ok = [i for i, e in enumerate(errors) if not e]
         probabilities = softmax(self.runtime.run(batch["array"][ok])) if ok else None
         tops: dict[int, list[tuple[int, float]]] = {}
         for row, probs in zip(ok, probabilities if probabilities is not None else []):
-            tops[row] = top_k(probs, self.k)
+            tops[row] = ranked(probs, self.k)
         columns = {name: [] for name in RESULT_COLUMNS}
         for i, path in enumerate(batch["path"]):
             top = tops.get(i, [])
@@ -150,8 +150,7 @@ class InferenceActor:
             columns["model"].append(self.model_name)
             columns["top_indices"].append([index for index, _ in top])
             columns["top_labels"].append([self.labels[index] for index, _ in top])
-            # Same rounding as Classifier.format_top, so both engines print the same numbers.
-            columns["top_scores"].append([round(score, 6) for _, score in top])
+            columns["top_scores"].append([score for _, score in top])
             columns["error"].append(errors[i] or None)
         return pa.table(columns, schema=result_schema())
 

@@ -27,7 +27,7 @@ from imgcls.preprocess import (
     preprocess,
 )
 
-__all__ = ["Classifier", "Prediction", "softmax", "top_k", "ImageInput"]
+__all__ = ["Classifier", "Prediction", "softmax", "top_k", "ranked", "ImageInput"]
 
 ImageInput = Union[str, Path, bytes, Image.Image]
 
@@ -38,11 +38,19 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return (exp / exp.sum(axis=-1, keepdims=True)).astype(np.float32)
 
 
+SCORE_DECIMALS = 6  # every output (CLI, HTTP, Ray, video) prints scores at this precision
+
+
 def top_k(probabilities: np.ndarray, k: int) -> list[tuple[int, float]]:
     k = max(1, min(k, probabilities.shape[-1]))
     idx = np.argpartition(-probabilities, k - 1)[:k]
     idx = idx[np.argsort(-probabilities[idx], kind="stable")]
     return [(int(i), float(probabilities[i])) for i in idx]
+
+
+def ranked(probabilities: np.ndarray, k: int) -> list[tuple[int, float]]:
+    """``top_k`` with scores rounded the way every imgcls output reports them."""
+    return [(index, round(score, SCORE_DECIMALS)) for index, score in top_k(probabilities, k)]
 
 
 @dataclass
@@ -79,17 +87,20 @@ class Classifier:
         {'class_index': 281, 'label': 'tabby', 'score': 0.83}
 
     Args:
-        model: catalogue name, imported bundle name, or bundle folder; None = default model.
+        model: catalogue name, imported bundle name, bundle folder or a resolved ModelSpec;
+            None = default model.
         precision: 'fp32' or 'int8' (the INT8 artifact must exist: `imgcls models quantize`).
         threads: ONNX Runtime intra-op threads (default: all cores available).
         batch_size: images per model call.
         max_pixels / max_bytes: decoding caps.
         draft: allow JPEG draft-mode decoding of large photos (faster; see README).
+        artifact: an already verified (onnx path, manifest) for this model and precision, so a
+            caller that verified it (the server, at start-up) does not hash the file again.
     """
 
     def __init__(
         self,
-        model: str | Path | None = None,
+        model: str | Path | ModelSpec | None = None,
         precision: str = "fp32",
         *,
         threads: int | None = None,
@@ -98,14 +109,15 @@ class Classifier:
         max_bytes: int = DEFAULT_MAX_BYTES,
         draft: bool = False,
         build_missing: bool = True,
+        artifact: tuple[Path, dict] | None = None,
     ):
         from imgcls.runtimes.onnx import OnnxRuntime
 
-        self.spec: ModelSpec = resolve_model(model or default_model_name())
+        self.spec: ModelSpec = model if isinstance(model, ModelSpec) else resolve_model(model or default_model_name())
         self.precision = precision
         self.batch_size = max(1, batch_size)
         self.max_pixels, self.max_bytes, self.draft = max_pixels, max_bytes, draft
-        self.artifact_path, self.manifest = ensure_artifact(self.spec, precision, build=build_missing)
+        self.artifact_path, self.manifest = artifact or ensure_artifact(self.spec, precision, build=build_missing)
         self.runtime = OnnxRuntime(self.artifact_path, threads=threads)
 
     @property
@@ -130,11 +142,12 @@ class Classifier:
 
     def format_top(self, probabilities: np.ndarray, k: int = 5, lang: str = "en") -> list[dict]:
         names = self.labels(lang)
-        return [{"class_index": i, "label": names[i], "score": round(p, 6)} for i, p in top_k(probabilities, k)]
+        return [{"class_index": i, "label": names[i], "score": p} for i, p in ranked(probabilities, k)]
 
-    def warm_up(self, max_batch: int = 1) -> None:
+    def warm_up(self, batch_sizes: Iterable[int] = (1,)) -> None:
+        """Run each batch size once so the first real calls do not pay for allocation."""
         size = self.spec.preprocessing.crop
-        for n in sorted({1, max_batch}):
+        for n in sorted(set(batch_sizes)):
             self.runtime.run(np.zeros((n, 3, size, size), np.float32))
 
     # -- the convenience API ---------------------------------------------------------------

@@ -7,27 +7,15 @@ the `lite0_fp32` / `lite0_int8` fixtures have built the artifacts, so start-up o
 from __future__ import annotations
 
 import pytest
-from server_helpers import ServerProcess  # tests/integration is on sys.path (rootdir-relative imports)
+from server_helpers import ServerProcess, server_factory  # tests/integration is on sys.path
 
 
 @pytest.fixture(scope="session")
 def start_server(tmp_path_factory, lite0_fp32, lite0_int8):
     """Factory: start_server(args, env=None, wait="ready"|"listening"|None) -> ServerProcess.
     Every process started is terminated at the end of the session."""
-    started: list[ServerProcess] = []
-
-    def start(args: list[str], env: dict | None = None, wait: str | None = "ready") -> ServerProcess:
-        server = ServerProcess(args, tmp_path_factory.mktemp("server"), env=env)
-        started.append(server)
-        if wait == "ready":
-            server.wait_ready()
-        elif wait == "listening":
-            server.wait_listening()
-        return server
-
-    yield start
-    for server in started:
-        server.terminate()
+    with server_factory(ServerProcess, tmp_path_factory, "server") as start:
+        yield start
 
 @pytest.fixture(scope="session")
 def server(start_server):

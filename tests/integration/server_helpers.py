@@ -3,6 +3,7 @@ and a model bundle folder made from the embedded model's verified artifact."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -89,6 +90,28 @@ class ServerProcess:
                 self.proc.kill()
                 self.proc.wait()
         return self.proc.returncode
+
+
+@contextlib.contextmanager
+def server_factory(server_class, tmp_path_factory, prefix: str = "server"):
+    """Yield start(args, env=None, wait="ready"|"listening"|None) -> a started ``server_class``;
+    every process it started is terminated when the block ends."""
+    started: list = []
+
+    def start(args: list[str], env: dict | None = None, wait: str | None = "ready"):
+        server = server_class(args, tmp_path_factory.mktemp(prefix), env=env)
+        started.append(server)
+        if wait == "ready":
+            server.wait_ready()
+        elif wait == "listening":
+            server.wait_listening()
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in started:
+            server.terminate()
 
 
 def make_bundle(folder: Path, lite0_fp32, name: str = "lite0-bundle", corrupt: bool = False) -> Path:

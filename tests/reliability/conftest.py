@@ -16,6 +16,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from rel_catalogue import CURRENT, write_catalogue  # noqa: E402
 from rel_server import CATALOGUE_ARGS, RelServer  # noqa: E402
+from server_helpers import server_factory  # noqa: E402  (tests/integration, on sys.path via rel_server)
 
 if not Path("/proc/self/fd").is_dir():  # pragma: no cover - the checks read /proc
     pytest.skip("the reliability tier needs Linux /proc", allow_module_level=True)
@@ -26,20 +27,8 @@ if not Path("/proc/self/fd").is_dir():  # pragma: no cover - the checks read /pr
 def start_rel_server(tmp_path_factory, lite0_fp32, lite0_int8):
     """Factory: start_rel_server(args, env=None, wait="ready"|"listening"|None) -> RelServer.
     Every process started is terminated at the end of the session."""
-    started: list[RelServer] = []
-
-    def start(args: list[str], env: dict | None = None, wait: str | None = "ready") -> RelServer:
-        server = RelServer(args, tmp_path_factory.mktemp("relserver"), env=env)
-        started.append(server)
-        if wait == "ready":
-            server.wait_ready()
-        elif wait == "listening":
-            server.wait_listening()
-        return server
-
-    yield start
-    for server in started:
-        server.terminate()
+    with server_factory(RelServer, tmp_path_factory, "relserver") as start:
+        yield start
 
 
 @pytest.fixture(scope="session")

@@ -34,11 +34,13 @@ class ModelSpec:
     labels_en: tuple[str, ...] = field(default=(), repr=False)
     labels_zh: tuple[str, ...] | None = field(default=None, repr=False)
 
+    def label_language(self, lang: str) -> str:
+        """The language answers in ``lang`` actually use: English when the model has no such names."""
+        return lang if lang in self.languages else "en"
+
     def labels(self, lang: str = "en") -> tuple[str, ...]:
         """Class names in ``lang``; bundles without Chinese names fall back to their own names."""
-        if lang == "zh" and self.labels_zh:
-            return self.labels_zh
-        return self.labels_en
+        return self.labels_zh if self.label_language(lang) == "zh" else self.labels_en
 
     @property
     def languages(self) -> list[str]:

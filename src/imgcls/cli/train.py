@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from imgcls.catalog.entries import CATALOG
 from imgcls.cli._common import console, console_err, fail
 
 
@@ -20,9 +21,8 @@ class Mode(str, Enum):
     full = "full"
 
 
-class Base(str, Enum):
-    resnet18 = "resnet18"
-    efficientnet_lite0 = "efficientnet_lite0"
+# The pretrained models one can start from are exactly the catalogue's.
+Base = Enum("Base", {name: name for name in CATALOG}, type=str)
 
 
 class RichReporter:

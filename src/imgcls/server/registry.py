@@ -74,15 +74,14 @@ class ServedModel:
     def load(self) -> None:
         """Open the ONNX session (blocking; run on a thread). The artifact was verified at start-up."""
         self.classifier = Classifier(
-            self.slot.reference, self.precision, threads=self.config.threads, batch_size=self.config.max_batch,
-            max_pixels=self.config.max_pixels, max_bytes=self.config.max_upload_bytes, build_missing=False)
+            self.slot.spec, self.precision, threads=self.config.threads, batch_size=self.config.max_batch,
+            max_pixels=self.config.max_pixels, max_bytes=self.config.max_upload_bytes,
+            artifact=self.slot.artifacts[self.precision])
 
     def warm_up(self) -> None:
-        """Run every batch size once so the first real requests do not pay for allocation."""
+        """Run the batch sizes requests will form so the first of them do not pay for allocation."""
         assert self.classifier is not None
-        size = self.classifier.spec.preprocessing.crop
-        for n in sorted({1, 2, self.config.max_batch}):
-            self.classifier.runtime.run(np.zeros((n, 3, size, size), np.float32))
+        self.classifier.warm_up((1, min(2, self.config.max_batch), self.config.max_batch))
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         assert self.classifier is not None

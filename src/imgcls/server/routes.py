@@ -144,7 +144,7 @@ async def classify(
     info["model"] = served.name
     if not served.batcher.has_room():
         return error_response(503, "overloaded", "The server is busy; try again shortly.", request=request)
-    lang_used = lang.value if lang.value in served.slot.spec.languages else "en"
+    lang_used = served.slot.spec.label_language(lang.value)
     with state.upload_budget.lease() as lease:
         uploads = await read_uploads(request.receive, request.headers.get("content-type"),
                                      _content_length(request), state.upload_limits, lease)
@@ -222,7 +222,7 @@ async def labels(request: Request, model: Optional[str] = Query(None, max_length
     state = _state(request)
     served = state.registry.get(model, None)
     spec = served.slot.spec
-    used = lang.value if lang.value in spec.languages else "en"
+    used = spec.label_language(lang.value)
     return JSONResponse({"model": spec.name, "lang": used, "labels": list(spec.labels(used))},
                         headers={"Cache-Control": "no-cache"})
 
