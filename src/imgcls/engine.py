@@ -91,6 +91,8 @@ class Classifier:
             None = default model.
         precision: 'fp32' or 'int8' (the INT8 artifact must exist: `imgcls models quantize`).
         threads: ONNX Runtime intra-op threads (default: all cores available).
+        solo_threads: threads for ``probabilities(batch, solo=True)``, a call made while nothing
+            else computes (the server's lone request); more than ``threads`` opens a second session.
         batch_size: images per model call.
         max_pixels / max_bytes: decoding caps.
         draft: allow JPEG draft-mode decoding of large photos (faster; see README).
@@ -104,6 +106,7 @@ class Classifier:
         precision: str = "fp32",
         *,
         threads: int | None = None,
+        solo_threads: int | None = None,
         batch_size: int = 8,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         max_bytes: int = DEFAULT_MAX_BYTES,
@@ -118,7 +121,7 @@ class Classifier:
         self.batch_size = max(1, batch_size)
         self.max_pixels, self.max_bytes, self.draft = max_pixels, max_bytes, draft
         self.artifact_path, self.manifest = artifact or ensure_artifact(self.spec, precision, build=build_missing)
-        self.runtime = OnnxRuntime(self.artifact_path, threads=threads)
+        self.runtime = OnnxRuntime(self.artifact_path, threads=threads, solo_threads=solo_threads)
 
     @property
     def name(self) -> str:
@@ -135,9 +138,11 @@ class Classifier:
     def to_array(self, image: Image.Image) -> np.ndarray:
         return preprocess(image, self.spec.preprocessing)
 
-    def probabilities(self, batch: np.ndarray) -> np.ndarray:
-        """float32 NCHW -> softmax probabilities, in model calls of at most ``batch_size``."""
-        outputs = [self.runtime.run(batch[i : i + self.batch_size]) for i in range(0, len(batch), self.batch_size)]
+    def probabilities(self, batch: np.ndarray, solo: bool = False) -> np.ndarray:
+        """float32 NCHW -> softmax probabilities, in model calls of at most ``batch_size``.
+        ``solo``: the caller knows nothing else is computing, so the call may use ``solo_threads``."""
+        outputs = [self.runtime.run(batch[i : i + self.batch_size], solo=solo)
+                   for i in range(0, len(batch), self.batch_size)]
         return softmax(np.concatenate(outputs) if outputs else np.zeros((0, self.spec.num_classes), np.float32))
 
     def format_top(self, probabilities: np.ndarray, k: int = 5, lang: str = "en") -> list[dict]:
@@ -145,10 +150,13 @@ class Classifier:
         return [{"class_index": i, "label": names[i], "score": p} for i, p in ranked(probabilities, k)]
 
     def warm_up(self, batch_sizes: Iterable[int] = (1,)) -> None:
-        """Run each batch size once so the first real calls do not pay for allocation."""
+        """Run each batch size once so the first real calls do not pay for allocation (a solo
+        session, if any, at batch 1: what a lone request sends it)."""
         size = self.spec.preprocessing.crop
         for n in sorted(set(batch_sizes)):
             self.runtime.run(np.zeros((n, 3, size, size), np.float32))
+        if self.runtime.solo_threads:
+            self.runtime.run(np.zeros((1, 3, size, size), np.float32), solo=True)
 
     # -- the convenience API ---------------------------------------------------------------
     def predict(self, inputs: ImageInput | Sequence[ImageInput], top_k: int = 5, lang: str = "en") -> list[Prediction]:

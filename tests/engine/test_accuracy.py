@@ -79,3 +79,15 @@ def test_python_api_accepts_paths_bytes_and_pil(lite0_fp32, dev_dir):
     assert by_path.top[0]["label"] == "丁鲷"
     single = clf.predict(str(path))
     assert len(single) == 1 and single[0].ok
+
+
+@pytest.mark.slow
+def test_solo_session_gives_the_same_probabilities(lite0_int8, dev_dir):
+    """The server's lone-request session (all cores) is the same model as its one-thread session."""
+    clf = Classifier("efficientnet_lite0", "int8", threads=1, solo_threads=2)
+    assert clf.runtime.solo_threads == 2
+    photos = sorted(dev_dir.glob("*.JPEG"))[:4]
+    batch = np.stack([clf.to_array(clf.decode(p.read_bytes()).image) for p in photos])
+    shared, solo = clf.probabilities(batch), clf.probabilities(batch, solo=True)
+    assert np.abs(shared - solo).max() < 1e-5
+    assert Classifier("efficientnet_lite0", "int8", threads=2, solo_threads=2).runtime.solo_threads is None

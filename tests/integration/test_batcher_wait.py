@@ -16,11 +16,13 @@ from imgcls.server.batcher import MicroBatcher
 WAIT_MS = 400  # long, so that "did it wait?" is unambiguous even on a busy machine
 
 
-def _recorder():
+def _recorder(solos: list[bool] | None = None):
     sizes: list[int] = []
 
-    def model(batch: np.ndarray) -> np.ndarray:
+    def model(batch: np.ndarray, solo: bool) -> np.ndarray:
         sizes.append(len(batch))
+        if solos is not None:
+            solos.append(solo)
         return batch.reshape(len(batch), -1)
 
     return sizes, model
@@ -85,3 +87,27 @@ def test_an_image_that_never_arrives_costs_at_most_max_wait():
     sizes, results, depth = asyncio.run(scenario())
     assert sizes == [1] and results[0].batch_size == 1 and results[1] is None
     assert depth == 0
+
+
+def test_a_call_is_solo_only_when_its_images_are_all_the_work_in_the_server():
+    """Solo calls may use every core (--solo-threads); one that overlaps other work must not."""
+    other_depth = {"n": 0}  # images admitted by another served model
+
+    async def scenario():
+        solos: list[bool] = []
+        sizes, model = _recorder(solos)
+        batcher = MicroBatcher("t", model, max_batch=1, max_wait_ms=0, max_queue=16,
+                               server_depth=lambda: batcher.depth + other_depth["n"])
+        batcher.start()
+        await _request(batcher, 1, [0.0])  # a lone request: solo
+        await asyncio.gather(_request(batcher, 1, [0.0]), _request(batcher, 1, [0.0]))  # two at once: neither
+        other_depth["n"] = 1
+        await _request(batcher, 1, [0.0])  # alone here, but another model is busy: not solo
+        await batcher.close()
+        return solos
+
+    solos = asyncio.run(scenario())
+    assert len(solos) == 4
+    # the second of the two concurrent calls may start after the first request finished, so
+    # only the first of them is certain to overlap other work
+    assert solos[0] is True and solos[1] is False and solos[3] is False

@@ -247,9 +247,26 @@ def _histogram(metrics_text: str, name: str, precision: str) -> tuple[float, flo
     return (float(count.group(1)) if count else 0.0), (float(total.group(1)) if total else 0.0)
 
 
+def _solo_calls(metrics_text: str) -> float:
+    found = re.search(r'^imgcls_solo_model_calls_total\{model="efficientnet_lite0",precision="fp32"\} (\S+)$',
+                      metrics_text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_a_lone_request_is_a_solo_call(server, photos):
+    """Nothing else in the server: the model call may use every core (--solo-threads)."""
+    with server.client() as client:
+        before = _solo_calls(client.get("/metrics").text)
+        for photo in photos[:3]:
+            assert post_files(client, [(photo.name, photo.read_bytes())]).status_code == 200
+        after = _solo_calls(client.get("/metrics").text)
+    assert after - before == 3
+
+
 def test_concurrent_requests_are_batched(server, photos):
     with server.client() as client:
-        before = _histogram(client.get("/metrics").text, "imgcls_batch_size", "fp32")
+        text = client.get("/metrics").text
+        before, solo_before = _histogram(text, "imgcls_batch_size", "fp32"), _solo_calls(text)
         loaded = [(p.name, p.read_bytes()) for p in photos]
         result = asyncio.run(run_load(server.url, loaded, concurrency=8, seconds=3, warmup_s=0))
         after_text = client.get("/metrics").text
@@ -258,6 +275,8 @@ def test_concurrent_requests_are_batched(server, photos):
     assert result["ok"] > 0 and result["errors"] == 0, result
     assert images >= result["ok"]
     assert images > calls, f"no model call had more than one image: {calls} calls for {images} images"
+    # under load calls overlap other work, so they keep to --threads instead of taking every core
+    assert _solo_calls(after_text) - solo_before <= calls / 4
     assert re.search(r'^imgcls_queue_depth\{model="efficientnet_lite0",precision="fp32"\} 0\.0$', after_text, re.M)
     assert 'imgcls_http_requests_total{method="POST",route="/api/v1/classify",status="200"}' in after_text
 

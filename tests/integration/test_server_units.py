@@ -54,7 +54,7 @@ def read(chunks, limits=None, content_type=CTYPE, declared=None, **kwargs):
 def test_batcher_gathers_concurrent_images_into_one_call():
     calls = []
 
-    def model(batch):
+    def model(batch, solo):
         calls.append(len(batch))
         time.sleep(0.01)
         return batch.reshape(len(batch), -1)[:, :2] * 2
@@ -73,7 +73,7 @@ def test_batcher_gathers_concurrent_images_into_one_call():
 
 
 def test_batcher_admission_is_bounded_and_the_model_error_reaches_every_waiter():
-    def broken(batch):
+    def broken(batch, solo):
         raise RuntimeError("boom")
 
     async def main():

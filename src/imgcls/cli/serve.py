@@ -56,6 +56,11 @@ def serve(
     threads: int = typer.Option(1, "--threads", envvar="IMGCLS_THREADS", min=1, max=256,
                                 help="ONNX Runtime threads per model call. 1 gives the most requests per second; "
                                      "more lowers single-request latency on an idle machine."),
+    solo_threads: Optional[int] = typer.Option(None, "--solo-threads", envvar="IMGCLS_SOLO_THREADS", min=1, max=256,
+                                               help="ONNX Runtime threads for a model call that is the only work in "
+                                                    "the server (a lone request): lower latency at low load, for one "
+                                                    "more session's memory. Default: all cores; equal to --threads "
+                                                    "turns it off."),
     model_workers: Optional[int] = typer.Option(None, "--model-workers", envvar="IMGCLS_MODEL_WORKERS", min=1, max=64,
                                                 help="Model calls that may run at once per model (default: one per "
                                                      "core)."),
@@ -89,7 +94,7 @@ def serve(
     config = ServerConfig(
         models=list(model or []) or _split_env("IMGCLS_MODEL"),
         precision=precision.value, host=host, port=port, max_batch=max_batch, max_wait_ms=max_wait_ms,
-        max_queue=max_queue, max_upload_mb=max_upload_mb, max_files=max_files, threads=threads, model_workers=model_workers,
+        max_queue=max_queue, max_upload_mb=max_upload_mb, max_files=max_files, threads=threads, solo_threads=solo_threads, model_workers=model_workers,
         decode_threads=decode_threads, api_key=api_key or None,
         allowed_hosts=list(allowed_host or []) or _split_env("IMGCLS_ALLOWED_HOSTS"),
         body_timeout_s=body_timeout, drain_seconds=drain_seconds, graceful_timeout_s=graceful_timeout,

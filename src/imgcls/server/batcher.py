@@ -13,6 +13,9 @@ Each served (model, precision) has one ``MicroBatcher``:
   max_wait (3 ms of a ~20 ms request at concurrency 1; docs/benchmarks.md).
 * **running**: the model call runs on a dedicated thread (ONNX Runtime releases the GIL), so
   the event loop keeps accepting uploads and the decode threads keep preparing the next images.
+  A call is **solo** when its images are all the server has admitted (nothing else decoding,
+  waiting or running, in any batcher): then it may use every core (``--solo-threads``), which
+  cuts a lone request's latency; under load calls use one thread each and overlap.
 """
 
 from __future__ import annotations
@@ -66,24 +69,28 @@ class MicroBatcher:
 
     Args:
         name: for thread names and metric labels.
-        run_batch: the blocking model call; runs on this batcher's own thread.
+        run_batch: the blocking model call ``(batch, solo) -> probabilities``; runs on this
+            batcher's own thread. ``solo`` is True when the batch is all the work there is.
         max_batch: images per call.
         max_wait_ms: how long the first image of a batch waits for others.
         max_queue: images admitted at once (see module docstring).
         observe: optional callback(event, value) for metrics: "batch_size", "model_s",
-            "queue_s", "depth".
+            "queue_s", "depth", "solo" (1 per solo call).
+        server_depth: images admitted across every batcher of the server (default: this one's);
+            a call is solo only when its batch is all of them.
     """
 
     def __init__(
         self,
         name: str,
-        run_batch: Callable[[np.ndarray], np.ndarray],
+        run_batch: Callable[[np.ndarray, bool], np.ndarray],
         *,
         max_batch: int = 8,
         max_wait_ms: float = 3.0,
         max_queue: int = 32,
         workers: int = 1,
         observe: Callable[[str, float], None] | None = None,
+        server_depth: Callable[[], int] | None = None,
     ):
         if max_batch < 1 or max_queue < 1 or max_wait_ms < 0 or workers < 1:
             raise ValueError("max_batch, max_queue and workers must be >= 1 and max_wait_ms >= 0")
@@ -93,6 +100,7 @@ class MicroBatcher:
         self.max_queue = max_queue
         self._run_batch = run_batch
         self._observe = observe or (lambda event, value: None)
+        self._server_depth = server_depth or (lambda: self._admitted)
         self.workers = workers
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"imgcls-model-{name}")
         self._queue: asyncio.Queue[_Item] | None = None
@@ -192,9 +200,10 @@ class MicroBatcher:
                 await self._run(loop, live)
 
     async def _run(self, loop: asyncio.AbstractEventLoop, live: list[_Item]) -> None:
+        solo = self._server_depth() == len(live)
         started = time.perf_counter()
         try:
-            probabilities = await loop.run_in_executor(self._executor, self._call, [item.array for item in live])
+            probabilities = await loop.run_in_executor(self._executor, self._call, [item.array for item in live], solo)
         except Exception as exc:  # the model failed: every image of this batch gets the error
             for item in live:
                 if not item.future.done():
@@ -203,6 +212,8 @@ class MicroBatcher:
         model_s = time.perf_counter() - started
         self.calls += 1
         self._observe("batch_size", len(live))
+        if solo:
+            self._observe("solo", 1)
         self._observe("model_s", model_s)
         for item, row in zip(live, probabilities):
             self._observe("queue_s", started - item.enqueued)
@@ -210,5 +221,5 @@ class MicroBatcher:
                 item.future.set_result(BatchResult(row, round((started - item.enqueued) * 1000, 2),
                                                    round(model_s * 1000, 2), len(live)))
 
-    def _call(self, arrays: list[np.ndarray]) -> np.ndarray:
-        return self._run_batch(np.stack(arrays))
+    def _call(self, arrays: list[np.ndarray], solo: bool) -> np.ndarray:
+        return self._run_batch(np.stack(arrays), solo)

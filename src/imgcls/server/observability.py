@@ -73,6 +73,8 @@ class Metrics:
         self.queue_wait = Histogram("imgcls_queue_wait_seconds", "Time an image waited for its model call.",
                                     ["model", "precision"],
                                     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5), registry=r)
+        self.solo_calls = Counter("imgcls_solo_model_calls", "Model calls whose images were all the work in the "
+                                  "server (they run on --solo-threads).", ["model", "precision"], registry=r)
         self.queue_depth = Gauge("imgcls_queue_depth", "Images admitted and not finished (decoding, waiting, running).",
                                  ["model", "precision"], registry=r)
         self.ready = Gauge("imgcls_ready", "1 when every model is loaded and warm, else 0.", registry=r)
@@ -83,6 +85,7 @@ class Metrics:
         inference = self.inference.labels(model, precision)
         wait = self.queue_wait.labels(model, precision)
         depth = self.queue_depth.labels(model, precision)
+        solo = self.solo_calls.labels(model, precision)
 
         def observe(event: str, value: float) -> None:
             if event == "batch_size":
@@ -93,6 +96,8 @@ class Metrics:
                 wait.observe(value)
             elif event == "depth":
                 depth.set(value)
+            elif event == "solo":
+                solo.inc(value)
 
         return observe
 

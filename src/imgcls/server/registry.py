@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
 
 import numpy as np
 
@@ -32,14 +33,16 @@ class PrecisionUnavailableError(InputError):
 class ServedModel:
     """One (model, precision) pair: its classifier (after loading) and its batcher."""
 
-    def __init__(self, slot: ModelSlot, precision: str, config: ServerConfig, metrics: Metrics):
+    def __init__(self, slot: ModelSlot, precision: str, config: ServerConfig, metrics: Metrics,
+                 server_depth: Callable[[], int] | None = None):
         self.slot = slot
         self.precision = precision
         self.config = config
         self.classifier: Classifier | None = None
         self.batcher = MicroBatcher(
             f"{slot.name}-{precision}", self._run, max_batch=config.max_batch, max_wait_ms=config.max_wait_ms,
-            max_queue=config.max_queue, workers=config.workers_per_model, observe=metrics.batcher_observer(slot.name, precision))
+            max_queue=config.max_queue, workers=config.workers_per_model, observe=metrics.batcher_observer(slot.name, precision),
+            server_depth=server_depth)
         self.started = False
         self._loading: asyncio.Lock | None = None
 
@@ -74,7 +77,8 @@ class ServedModel:
     def load(self) -> None:
         """Open the ONNX session (blocking; run on a thread). The artifact was verified at start-up."""
         self.classifier = Classifier(
-            self.slot.spec, self.precision, threads=self.config.threads, batch_size=self.config.max_batch,
+            self.slot.spec, self.precision, threads=self.config.threads, solo_threads=self.config.solo_threads_or_cores,
+            batch_size=self.config.max_batch,
             max_pixels=self.config.max_pixels, max_bytes=self.config.max_upload_bytes,
             artifact=self.slot.artifacts[self.precision])
 
@@ -83,9 +87,9 @@ class ServedModel:
         assert self.classifier is not None
         self.classifier.warm_up((1, min(2, self.config.max_batch), self.config.max_batch))
 
-    def _run(self, batch: np.ndarray) -> np.ndarray:
+    def _run(self, batch: np.ndarray, solo: bool) -> np.ndarray:
         assert self.classifier is not None
-        return self.classifier.probabilities(batch)
+        return self.classifier.probabilities(batch, solo=solo)
 
 
 class ModelRegistry:
@@ -98,9 +102,13 @@ class ModelRegistry:
         self.slots = {slot.name: slot for slot in slots}
         self.default_name = slots[0].name
         self.served: dict[tuple[str, str], ServedModel] = {
-            (slot.name, precision): ServedModel(slot, precision, config, metrics)
+            (slot.name, precision): ServedModel(slot, precision, config, metrics, server_depth=self.images_admitted)
             for slot in slots for precision in slot.artifacts
         }
+
+    def images_admitted(self) -> int:
+        """Images decoding, waiting or in a model call, over every served model."""
+        return sum(model.batcher.depth for model in self.served.values())
 
     def get(self, name: str | None, precision: str | None) -> ServedModel:
         """The served model for a request.
