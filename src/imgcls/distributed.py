@@ -93,8 +93,10 @@ def list_sources(sources: list[str]) -> tuple[list[str], list[str]]:
 
 
 # --- the two pipeline stages (module level so Ray pickles them by reference) -------------------
-def decode_batch(batch: dict, preprocessing: Preprocessing, max_bytes: int, max_pixels: int) -> dict:
-    """Ray Data task: paths -> float32 CHW arrays, with a per-row error message instead of raising."""
+def decode_batch(batch: dict, preprocessing: Preprocessing, max_bytes: int, max_pixels: int,
+                 draft: bool = True) -> dict:
+    """Ray Data task: paths -> float32 CHW arrays, with a per-row error message instead of raising.
+    ``draft``: large JPEGs decoded at reduced scale, as ``Classifier(draft=True)``."""
     from imgcls.engine import _read_file
     from imgcls.preprocess import decode_image, preprocess
 
@@ -105,8 +107,9 @@ def decode_batch(batch: dict, preprocessing: Preprocessing, max_bytes: int, max_
     for i, path in enumerate(paths):
         try:
             data = _read_file(Path(path), max_bytes)
-            arrays[i] = preprocess(decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels).image,
-                                   preprocessing)
+            decoded = decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels,
+                                   draft_size=preprocessing.resize if draft else None)
+            arrays[i] = preprocess(decoded.image, preprocessing)
             errors.append("")
         except ImgclsError as exc:
             errors.append(exc.message)
@@ -319,7 +322,7 @@ class _PartWriter:
 def predict_with_ray(paths: list[str], model: str | None = None, precision: str = "fp32", top_k: int = 5,
                      lang: str = "en", output: Path | None = None, batch_size: int = 8, actors: int = 1,
                      address: str | None = None, threads: int | None = None,
-                     part_rows: int = DEFAULT_PART_ROWS) -> int:
+                     part_rows: int = DEFAULT_PART_ROWS, draft: bool = True) -> int:
     """Classify ``paths`` (files, folders, globs, list files) on Ray Data into ``output``.
 
     Args:
@@ -331,6 +334,7 @@ def predict_with_ray(paths: list[str], model: str | None = None, precision: str 
         address: an existing cluster (``ray://host:10001`` or ``host:6379``); None starts a local one.
         threads: ONNX Runtime threads per actor, also the CPUs each actor reserves (default 1).
         part_rows: results per part file, the granularity of resuming after a crash.
+        draft: decode large JPEGs at reduced scale (see ``Classifier``).
 
     Returns:
         Exit code: 0 every listed file classified, 1 some failed, 2 none / bad usage, 3 model problem.
@@ -384,7 +388,7 @@ def _predict(paths, model, precision, top_k, lang, output, batch_size, actors, a
                       f"{len(pending)} to classify with {spec.name} ({precision}) on Ray.")
     if pending:
         seconds = _run_pipeline(pending, spec, artifact_path, manifest, k, lang, batch_size, actors, address,
-                                threads, _PartWriter(folder, part_rows))
+                                threads, _PartWriter(folder, part_rows), draft)
         console_err.print(f"Classified {len(pending)} files in {seconds:.1f} s "
                           f"({len(pending) / seconds:.1f} images/s, actor start-up included).")
 
@@ -446,7 +450,8 @@ def _check_reachable(address: str) -> None:
                          f"({exc.strerror or exc.__class__.__name__}).") from None
 
 
-def _run_pipeline(pending, spec, artifact_path, manifest, k, lang, batch_size, actors, address, threads, writer):
+def _run_pipeline(pending, spec, artifact_path, manifest, k, lang, batch_size, actors, address, threads, writer,
+                  draft):
     import logging
 
     from imgcls.cli._common import console_err, progress_bar
@@ -468,7 +473,7 @@ def _run_pipeline(pending, spec, artifact_path, manifest, k, lang, batch_size, a
         dataset = dataset.map_batches(
             decode_batch, batch_size=None, batch_format="numpy", num_cpus=1,  # one block per task
             fn_kwargs={"preprocessing": spec.preprocessing, "max_bytes": DEFAULT_MAX_BYTES,
-                       "max_pixels": DEFAULT_MAX_PIXELS})
+                       "max_pixels": DEFAULT_MAX_PIXELS, "draft": draft})
         dataset = dataset.map_batches(
             InferenceActor, batch_size=batch_size, batch_format="numpy", num_cpus=threads,
             compute=ray.data.ActorPoolStrategy(size=actors),

@@ -167,6 +167,8 @@ def decode_image(
             checked before decoding.
         draft_size: if given, let the JPEG decoder downscale by a power of two while both sides
             stay at least ``2 * draft_size`` (much faster on big photos; see the benchmark notes).
+            None (the default here) decodes every pixel; the Classifier, CLI and server pass the
+            model's resize unless told ``--no-draft``.
 
     Raises:
         EmptyFileError, PayloadTooLargeError, UnsupportedMediaError, ImageTooLargeError,

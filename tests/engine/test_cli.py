@@ -139,3 +139,24 @@ def test_eval_reports_top1_top5(lite0_fp32, dev_dir, tmp_path, dev_labels):
     figures = json.loads(result.stdout)
     assert figures["images"] == 20 and figures["failed"] == 0
     assert 0.7 <= figures["top1"] <= figures["top5"] <= 1.0
+
+
+def test_large_jpegs_decode_at_reduced_scale_unless_no_draft(lite0_fp32, dev_dir, tmp_path):
+    """A phone-sized JPEG (here 2048 px on its shorter side) is decoded at 1/4 scale by default,
+    with the same answer; --no-draft decodes every pixel."""
+    photo = Image.open(dev_dir / "n01530575_brambling.JPEG").convert("RGB")
+    scale = 2048 / min(photo.size)
+    big = photo.resize((round(photo.width * scale), round(photo.height * scale)), Image.BICUBIC)
+    path = tmp_path / "phone.jpg"
+    big.save(path, format="JPEG", quality=90)
+    answers = {}
+    for flag in ("--draft", "--no-draft"):
+        result = run("predict", path, "--format", "json", "--model", "efficientnet_lite0", flag)
+        assert result.returncode == 0, result.stderr
+        (row,) = json.loads(result.stdout)
+        answers[flag] = row
+    assert "decoded at 1/4 scale (JPEG draft mode)" in answers["--draft"]["input"]["conversions"]
+    assert not any("draft" in c for c in answers["--no-draft"]["input"]["conversions"])
+    assert answers["--draft"]["top"][0]["class_index"] == answers["--no-draft"]["top"][0]["class_index"] == 10
+    default = json.loads(run("predict", path, "--format", "json", "--model", "efficientnet_lite0").stdout)
+    assert default[0]["input"]["conversions"] == answers["--draft"]["input"]["conversions"]

@@ -65,6 +65,24 @@ def test_single_file_matches_the_classifier(server, photos, precision):
             assert set(result["timing_ms"]) == {"decode", "queue", "model", "total"}
 
 
+def test_phone_sized_jpeg_is_decoded_at_reduced_scale_with_the_exact_answer(server, photos, tmp_path):
+    """The server decodes big JPEGs in draft mode (as the CLI does by default) and says so."""
+    from PIL import Image
+
+    photo = Image.open(photos[0]).convert("RGB")
+    scale = 3024 / min(photo.size)  # a 12-megapixel phone photo
+    path = tmp_path / "phone.jpg"
+    photo.resize((round(photo.width * scale), round(photo.height * scale)), Image.BICUBIC).save(path, quality=90)
+    (exact,) = expected_top([photos[0]], "fp32")
+    with server.client() as client:
+        response = post_files(client, [(path.name, path.read_bytes())])
+    assert response.status_code == 200, response.text
+    (result,) = response.json()["results"]
+    assert "decoded at 1/4 scale (JPEG draft mode)" in result["input"]["conversions"]
+    assert min(result["input"]["width"], result["input"]["height"]) == 3024  # the size as uploaded
+    assert result["top"][0]["class_index"] == exact[0]["class_index"]
+
+
 def test_multi_file_request_keeps_upload_order_and_matches_cli(server, photos):
     chosen = photos[:5]
     cli = subprocess.run([sys.executable, "-m", "imgcls", "predict", *map(str, chosen), "-m", "efficientnet_lite0",

@@ -15,6 +15,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 console = Console()
 console_err = Console(stderr=True, soft_wrap=True)
 
+DRAFT_HELP = ("Decode large JPEGs (shorter side >= 1024 px for a 256 px resize) at 1/2-1/8 scale, never below "
+              "twice the resize: 2-4x faster on phone photos, same accuracy in our tests. --no-draft decodes "
+              "every pixel, exactly like torchvision.")
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
 
 

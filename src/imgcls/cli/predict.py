@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from imgcls.choices import Lang, Precision
-from imgcls.cli._common import console, console_err, expand_inputs, fail, progress_bar
+from imgcls.cli._common import DRAFT_HELP, console, console_err, expand_inputs, fail, progress_bar
 
 PROGRESS_THRESHOLD = 8  # show a progress bar beyond a handful of files
 
@@ -41,6 +41,7 @@ def predict(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write results to this file instead of stdout (.parquet/.csv/.jsonl with --engine ray)."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, max=256, help="Images per model call."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="ONNX Runtime threads (default: all cores; with --engine ray: per actor, default 1)."),
+    draft: bool = typer.Option(True, "--draft/--no-draft", envvar="IMGCLS_DRAFT", help=DRAFT_HELP),
     engine: Engine = typer.Option(Engine.local, "--engine", help="local (this process) or ray (Ray Data; pip install 'imgcls[ray]')."),
     actors: int = typer.Option(1, "--actors", min=1, help="[ray] inference actors."),
     address: Optional[str] = typer.Option(None, "--address", help="[ray] join an existing Ray cluster (default: start a local one)."),
@@ -55,7 +56,7 @@ def predict(
 
         code = predict_with_ray(paths, model=model, precision=precision.value, top_k=top_k, lang=lang.value,
                                 output=output, batch_size=batch_size, actors=actors, address=address,
-                                threads=threads, part_rows=part_rows)
+                                threads=threads, part_rows=part_rows, draft=draft)
         raise typer.Exit(code)
 
     from imgcls.engine import Classifier
@@ -65,7 +66,7 @@ def predict(
         console_err.print(f"[yellow]Warning:[/] {escape(problem)}")
     if not files:
         fail("No input files found.", 2)
-    classifier = Classifier(model, precision.value, threads=threads, batch_size=batch_size)
+    classifier = Classifier(model, precision.value, threads=threads, batch_size=batch_size, draft=draft)
     results = []
     if len(files) > PROGRESS_THRESHOLD:
         with progress_bar() as bar:
@@ -130,6 +131,7 @@ def evaluate(
     precision: Precision = typer.Option(Precision.fp32, "--precision", "-p"),
     batch_size: int = typer.Option(16, "--batch-size", min=1, max=256),
     threads: Optional[int] = typer.Option(None, "--threads", min=1),
+    draft: bool = typer.Option(True, "--draft/--no-draft", envvar="IMGCLS_DRAFT", help=DRAFT_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ) -> None:
     """Top-1 / top-5 accuracy of a model on a labelled folder."""
@@ -143,7 +145,7 @@ def evaluate(
         fail("The labels CSV needs columns file,class_index with integer class indices.", 2)
     if not truth:
         fail("The labels CSV has no rows.", 2)
-    classifier = Classifier(model, precision.value, threads=threads, batch_size=batch_size)
+    classifier = Classifier(model, precision.value, threads=threads, batch_size=batch_size, draft=draft)
     expected_by_source = {str(directory / name): index for name, index in truth.items()}
     files = [Path(source) for source in expected_by_source]
     top1 = top5 = failed = 0

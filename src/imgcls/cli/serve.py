@@ -14,7 +14,7 @@ from typing import Optional
 import typer
 
 from imgcls.choices import Precision
-from imgcls.cli._common import console_err, fail
+from imgcls.cli._common import DRAFT_HELP, console_err, fail
 
 
 class LogLevel(str, Enum):
@@ -64,6 +64,7 @@ def serve(
     model_workers: Optional[int] = typer.Option(None, "--model-workers", envvar="IMGCLS_MODEL_WORKERS", min=1, max=64,
                                                 help="Model calls that may run at once per model (default: one per "
                                                      "core)."),
+    draft: bool = typer.Option(True, "--draft/--no-draft", envvar="IMGCLS_DRAFT", help=DRAFT_HELP),
     decode_threads: Optional[int] = typer.Option(None, "--decode-threads", envvar="IMGCLS_DECODE_THREADS", min=1,
                                                  help="Threads decoding and preprocessing uploads (default: all cores)."),
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="IMGCLS_API_KEY", show_default=False,
@@ -95,7 +96,7 @@ def serve(
         models=list(model or []) or _split_env("IMGCLS_MODEL"),
         precision=precision.value, host=host, port=port, max_batch=max_batch, max_wait_ms=max_wait_ms,
         max_queue=max_queue, max_upload_mb=max_upload_mb, max_files=max_files, threads=threads, solo_threads=solo_threads, model_workers=model_workers,
-        decode_threads=decode_threads, api_key=api_key or None,
+        decode_threads=decode_threads, draft=draft, api_key=api_key or None,
         allowed_hosts=list(allowed_host or []) or _split_env("IMGCLS_ALLOWED_HOSTS"),
         body_timeout_s=body_timeout, drain_seconds=drain_seconds, graceful_timeout_s=graceful_timeout,
         log_level=log_level.value, warmup_delay_s=warmup_delay,

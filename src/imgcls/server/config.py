@@ -51,6 +51,7 @@ class ServerConfig:
     solo_threads: int | None = None  # threads for such a call (None: all cores)
     model_workers: int | None = None  # model calls that may run at once per model (None: one per core)
     decode_threads: int | None = None  # threads decoding/preprocessing uploads (default: cores)
+    draft: bool = True  # decode large JPEGs at reduced scale (Classifier(draft=...)); False: every pixel
     api_key: str | None = None  # protects /api/* and /metrics when set
     allowed_hosts: list[str] = field(default_factory=list)  # extra Host names accepted (DNS-rebinding guard)
     body_timeout_s: float = 30.0  # an upload must arrive completely within this time (slow-client guard)

@@ -78,7 +78,7 @@ class ServedModel:
         """Open the ONNX session (blocking; run on a thread). The artifact was verified at start-up."""
         self.classifier = Classifier(
             self.slot.spec, self.precision, threads=self.config.threads, solo_threads=self.config.solo_threads_or_cores,
-            batch_size=self.config.max_batch,
+            batch_size=self.config.max_batch, draft=self.config.draft,
             max_pixels=self.config.max_pixels, max_bytes=self.config.max_upload_bytes,
             artifact=self.slot.artifacts[self.precision])
 

@@ -31,6 +31,7 @@ export function describeConversion(note) {
   if ((m = /converted from\s+(\S+)/i.exec(s))) return t('input.convertedFrom', { mode: modeName(m[1]) });
   if (/first frame|animat/i.test(s)) return t('input.firstFrame');
   if (/16[- ]?bit/i.test(s)) return t('input.bitDepth');
+  if ((m = /1\/(\d+) scale/i.exec(s))) return t('input.draft', { n: m[1] });
   if (/alpha|transparen/i.test(s)) return t('input.alpha');
   return s;
 }
