@@ -172,11 +172,12 @@ def _print_levers(levers: dict | None, console: Console) -> None:
     for r in levers.get("spinning", []):
         console.print(f"   ORT spinning {'on ' if r['spinning'] else 'off'}: model {r['model_images_per_s']} img/s "
                       f"while a decode thread did {r['decodes_per_s']} decodes/s")
-    d = levers.get("draft_large")
-    if d:
-        console.print(f"   Draft mode on {d['photos']} phone-sized re-encodes ({d['shorter_side']} px shorter side, "
-                      f"{d['mean_kb']} KB): decode {d['decode_full_ms']} -> {d['decode_draft_ms']} core-ms; top-1 "
-                      f"changed: {d['top1_changed']} of {d['photos']} ({d['model']} fp32)")
+    for d in levers.get("draft_large") or []:
+        accuracy = (f"; top-1 accuracy {d['top1_full']:.1%} full vs {d['top1_draft']:.1%} draft"
+                    if "top1_full" in d else "")
+        console.print(f"   Draft mode (the default) on {d['photos']} re-encodes at {d['shorter_side']} px shorter side "
+                      f"({d['mean_kb']} KB): decode + preprocess {d['full_ms']} -> {d['draft_ms']} core-ms; top-1 "
+                      f"changed: {d['top1_changed']} of {d['photos']}{accuracy} ({d['model']} fp32)")
     t = levers.get("torch_rss_mb")
     if t:
         console.print("   RSS of the server's imports: " + ", ".join(f"{k} {v} MB" for k, v in t.items()))

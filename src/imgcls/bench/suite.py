@@ -101,7 +101,7 @@ def _cpu_name() -> str:
 def run_suite(settings: BenchSettings, progress: Callable[[str], None] = lambda s: None) -> dict:
     """Run the chosen sections and return the results document (also written as JSON + PNG)."""
     from imgcls.bench import breakdown, http_bench
-    from imgcls.bench.data import find_dev_photos, load_photos, prepare_models
+    from imgcls.bench.data import find_dev_photos, load_photos, prepare_models, read_labels
     from imgcls.bench.model_latency import run_model_section
 
     settings.validate()
@@ -167,7 +167,7 @@ def run_suite(settings: BenchSettings, progress: Callable[[str], None] = lambda 
         doc["breakdown"] = _breakdown(models, photos, doc.get("http", []), settings, progress)
 
     if "levers" in sections:
-        doc["levers"] = _levers(models, photos, settings, logs, progress)
+        doc["levers"] = _levers(models, photos, read_labels(photos_dir), settings, logs, progress)
 
     doc["seconds"] = round(time.time() - started, 1)
     doc["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
@@ -236,7 +236,7 @@ def _breakdown(models, photos, http_rows: list[dict], settings: BenchSettings, p
     return {"cores": cores, "reference_concurrency": reference_c, "rows": rows, "draft": draft.to_dict()}
 
 
-def _levers(models, photos, settings: BenchSettings, logs: Path, progress) -> dict:
+def _levers(models, photos, labels, settings: BenchSettings, logs: Path, progress) -> dict:
     from imgcls.bench import levers
 
     target = models[0]
@@ -248,7 +248,7 @@ def _levers(models, photos, settings: BenchSettings, logs: Path, progress) -> di
     progress("levers: ONNX Runtime spinning vs a concurrent decode thread")
     out["spinning"] = levers.measure_spinning(target, photos, precision)
     progress("levers: JPEG draft mode on phone-sized re-encodes")
-    out["draft_large"] = levers.measure_draft_large(target, photos, count=16 if settings.quick else 48)
+    out["draft_large"] = levers.measure_draft_large(target, photos, labels, count=16 if settings.quick else 48)
     out["server_variants"] = levers.run_server_variants(
         target, photos, precision=precision, concurrency=concurrency, seconds=settings.http_seconds,
         warmup_s=settings.http_warmup_s, log_dir=logs, progress=progress)
