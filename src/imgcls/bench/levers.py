@@ -33,6 +33,7 @@ __all__ = ["SERVER_VARIANTS", "run_server_variants", "measure_spinning", "measur
 
 SERVER_VARIANTS: list[tuple[str, list[str]]] = [
     ("defaults", []),
+    ("no solo session (--solo-threads 1)", ["--solo-threads=1"]),
     ("1 thread x 1 worker", ["--threads=1", "--model-workers=1"]),
     ("2 threads x 1 worker", ["--threads=2", "--model-workers=1"]),
     ("2 threads x 2 workers", ["--threads=2", "--model-workers=2"]),
