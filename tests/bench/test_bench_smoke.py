@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from imgcls.bench.report import baseline_ratios
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,7 +78,12 @@ def test_baseline_runs_under_the_same_load_generator(tmp_path, imgcls_home, lite
     done = run_bench(tmp_path, imgcls_home, "--sections", "http,baseline", "--baseline-venv", str(BASELINE_VENV))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     doc = json.loads((tmp_path / "latest.json").read_text())
-    (row,) = doc["baseline"]["rows"]
-    assert row["concurrency"] == 2 and row["result"]["ok"] > 0 and row["result"]["errors"] == 0
+    before, after = doc["baseline"]["rows"]  # it brackets the imgcls runs; ratios use the mean of both
+    assert "before imgcls" in before["precision"] and "after imgcls" in after["precision"]
+    for row in (before, after):
+        assert row["concurrency"] == 2 and row["result"]["ok"] > 0 and row["result"]["errors"] == 0
+    (http,) = [r for r in doc["http"] if r["concurrency"] == 2 and r["precision"] == "int8"]
+    mean = (before["result"]["rps"] + after["result"]["rps"]) / 2
+    assert baseline_ratios(doc)[("lite0", "int8", 2)] == round(http["result"]["rps"] / mean, 2)
     assert doc["baseline"]["torch"].split("+")[0] == "2.13.0"
     assert "ratio" in done.stdout and "x" in done.stdout

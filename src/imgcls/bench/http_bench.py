@@ -137,17 +137,20 @@ def run_imgcls_http(models: list[BenchModel], photos: list[tuple[str, bytes]], p
 
 
 def run_baseline_http(venv: Path, app: Path, weights: Path | None, photos: list[tuple[str, bytes]], plan: HttpPlan,
-                      log_dir: Path, progress: Callable[[str], None] = lambda s: None) -> tuple[list[HttpRow], dict]:
-    """The seed baseline (Flask + PyTorch eager ResNet-18) under the same load generator."""
+                      log_dir: Path, progress: Callable[[str], None] = lambda s: None,
+                      when: str = "") -> tuple[list[HttpRow], dict]:
+    """The seed baseline (Flask + PyTorch eager ResNet-18) under the same load generator.
+    ``when`` ("before imgcls", "after imgcls") labels the pass when the suite brackets imgcls."""
     rows: list[HttpRow] = []
-    progress("baseline: starting the seed baseline (Flask + PyTorch eager)")
+    label = f"fp32 (torch eager, {when})" if when else "fp32 (torch eager)"
+    progress(f"baseline: starting the seed baseline (Flask + PyTorch eager){', ' + when if when else ''}")
     with start_baseline(venv, app, weights, log_dir) as server:
         facts = {"start_to_ready_s": round(server.start_to_ready_s or 0, 2)}
         requests = build_requests(photos, HOST, server.port, BASELINE_PATH)
         for concurrency in plan.concurrency:
             progress(f"baseline: concurrency {concurrency}")
             summary, samples, cpu, rss, _, _ = _measure(server, requests, concurrency, plan, b'"label"', None)
-            rows.append(HttpRow("baseline", "resnet18", "fp32 (torch eager)", concurrency, summary, cpu,
+            rows.append(HttpRow("baseline", "resnet18", label, concurrency, summary, cpu,
                                 round(rss, 1), samples_ms=samples))
         facts["peak_rss_mb_kernel"] = round((server.peak_rss_kernel() or 0) / 2**20, 1)
     return rows, facts
