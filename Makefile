@@ -14,6 +14,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make serve       install, then run the server on http://$(HOST):$(PORT) (default model)"
 	@echo "make test        install everything the suite needs, then run the whole suite"
+	@echo "make lint        ruff static check (undefined names, unused imports); make test runs it first"
 	@echo "make test-fast   unit + integration tests only (no browser/ray/parity/container/slow)"
 	@echo "make bench       benchmark suite side by side with the seed baseline"
 	@echo "make image       build the OCI image; make image-test runs and checks it"
@@ -41,10 +42,14 @@ install-test: $(VENV)/.installed-test
 serve: install
 	$(BIN)/imgcls serve --host $(HOST) --port $(PORT)
 
-test: install-test
+# Static check first: it takes a second and catches an undefined name on a path no test reaches.
+lint: install-test
+	$(BIN)/ruff check src tests
+
+test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-fast: install-test
+test-fast: lint
 	$(BIN)/python -m pytest -m "not slow and not browser and not parity and not ray and not container and not fuzz" $(PYTEST_ARGS)
 
 bench: install-test

@@ -345,13 +345,14 @@ def predict_with_ray(paths: list[str], model: str | None = None, precision: str 
 
     try:
         return _predict(paths, model, precision, top_k, lang, output, batch_size, actors, address,
-                        threads or 1, max(1, part_rows))
+                        threads or 1, max(1, part_rows), draft)
     except ImgclsError as exc:
         console_err.print(f"[bold red]Error:[/] {escape(exc.message)}")
         return exc.exit_code
 
 
-def _predict(paths, model, precision, top_k, lang, output, batch_size, actors, address, threads, part_rows) -> int:
+def _predict(paths, model, precision, top_k, lang, output, batch_size, actors, address, threads, part_rows,
+             draft) -> int:
     from rich.markup import escape
 
     from imgcls.artifacts import ensure_artifact

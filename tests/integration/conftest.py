@@ -6,6 +6,8 @@ the `lite0_fp32` / `lite0_int8` fixtures have built the artifacts, so start-up o
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from server_helpers import ServerProcess, server_factory  # tests/integration is on sys.path
 

@@ -80,6 +80,9 @@ def test_ctrl_c_keeps_the_best_epoch(small_dataset, tmp_path):
         stderr=subprocess.PIPE,
         text=True,
         env=cli_env(),
+        # A suite started from a background shell inherits SIGINT as ignored, and Python keeps it
+        # ignored; a user's Ctrl-C arrives with the default disposition, so give the child that.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")), daemon=True)

@@ -100,7 +100,7 @@ def _cpu_name() -> str:
 
 def run_suite(settings: BenchSettings, progress: Callable[[str], None] = lambda s: None) -> dict:
     """Run the chosen sections and return the results document (also written as JSON + PNG)."""
-    from imgcls.bench import breakdown, http_bench
+    from imgcls.bench import http_bench
     from imgcls.bench.data import find_dev_photos, load_photos, prepare_models, read_labels
     from imgcls.bench.model_latency import run_model_section
 
