@@ -69,10 +69,23 @@ def test_sigterm_under_load(start_rel_server, photo_bytes, artifacts_dir):
                 if not isinstance(status, int):
                     time.sleep(0.05)
 
+    # A long request holds back the tail of its body until SIGTERM has been sent, so it is in flight
+    # at the signal by construction rather than by timing (16 photos finish in ~0.3 s on a fast day).
+    sigterm_sent = threading.Event()
+    encoded = httpx.Request("POST", server.url + CLASSIFY, files=big)
+    body = encoded.read()
+    upload_headers = {"content-type": encoded.headers["content-type"], "content-length": str(len(body))}
+
+    def held_back_body():
+        yield body[:-256]
+        sigterm_sent.wait(60)
+        time.sleep(0.2)
+        yield body[-256:]
+
     def long_request():
         with httpx.Client(base_url=server.url, timeout=120) as client:
             try:
-                response = client.post(CLASSIFY, files=big)
+                response = client.post(CLASSIFY, content=held_back_body(), headers=upload_headers)
                 long_results.append((time.monotonic(), response.status_code, len(response.json().get("results", []))))
             except httpx.TransportError as exc:
                 long_results.append((time.monotonic(), type(exc).__name__, 0))
@@ -85,11 +98,12 @@ def test_sigterm_under_load(start_rel_server, photo_bytes, artifacts_dir):
     for thread in longs:
         thread.start()
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and server.metric("imgcls_http_requests_in_flight") < 4:
+    while time.monotonic() < deadline and server.metric("imgcls_http_requests_in_flight") < 3 + len(longs):
         time.sleep(0.05)
     time.sleep(0.3)
     signalled = time.monotonic()
     server.proc.send_signal(signal.SIGTERM)
+    sigterm_sent.set()
     for thread in longs:
         thread.join(120)
     exit_code = server.proc.wait(DRAIN_S + GRACEFUL_S + 10)
