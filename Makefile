@@ -33,7 +33,7 @@ install: $(VENV)/.installed
 	@$(BIN)/imgcls --help > /dev/null && echo "imgcls installed: $(BIN)/imgcls"
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PIP) -e ".[export,train,video,ray,bench,test]"
+	$(PIP) -e ".[export,train,video,ray,bench,openvino,test]"
 	@touch $@
 
 install-test: $(VENV)/.installed-test

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-__all__ = ["Precision", "Lang"]
+__all__ = ["Precision", "Lang", "RuntimeName"]
 
 
 class Precision(str, Enum):
@@ -19,3 +19,10 @@ class Lang(str, Enum):
 
     en = "en"
     zh = "zh"
+
+
+class RuntimeName(str, Enum):
+    """Which runtime runs the artifact: ONNX Runtime, or OpenVINO after `imgcls models verify-openvino`."""
+
+    onnxruntime = "onnxruntime"
+    openvino = "openvino"

@@ -101,6 +101,8 @@ class Classifier:
             docs/benchmarks.md). False decodes every pixel, exactly like torchvision's pipeline.
         artifact: an already verified (onnx path, manifest) for this model and precision, so a
             caller that verified it (the server, at start-up) does not hash the file again.
+        runtime: "onnxruntime", or "openvino" once the artifact has an OpenVINO verification
+            record (`imgcls models verify-openvino`); see imgcls.runtimes.openvino.
     """
 
     def __init__(
@@ -116,15 +118,16 @@ class Classifier:
         draft: bool = True,
         build_missing: bool = True,
         artifact: tuple[Path, dict] | None = None,
+        runtime: str = "onnxruntime",
     ):
-        from imgcls.runtimes.onnx import OnnxRuntime
-
         self.spec: ModelSpec = model if isinstance(model, ModelSpec) else resolve_model(model or default_model_name())
         self.precision = precision
         self.batch_size = max(1, batch_size)
         self.max_pixels, self.max_bytes, self.draft = max_pixels, max_bytes, draft
         self.artifact_path, self.manifest = artifact or ensure_artifact(self.spec, precision, build=build_missing)
-        self.runtime = OnnxRuntime(self.artifact_path, threads=threads, solo_threads=solo_threads)
+        self.runtime_name = runtime
+        self.runtime = _open_runtime(runtime, self.spec, precision, (self.artifact_path, self.manifest),
+                                     threads, solo_threads)
 
     @property
     def name(self) -> str:
@@ -213,6 +216,21 @@ class Classifier:
 
     def close(self) -> None:
         self.runtime.close()
+
+
+def _open_runtime(name: str, spec: ModelSpec, precision: str, artifact: tuple[Path, dict],
+                  threads: int | None, solo_threads: int | None):
+    if name == "onnxruntime":
+        from imgcls.runtimes.onnx import OnnxRuntime
+
+        return OnnxRuntime(artifact[0], threads=threads, solo_threads=solo_threads)
+    if name == "openvino":
+        from imgcls.runtimes.openvino import OpenVinoRuntime, require_verification
+
+        record = require_verification(spec, precision, artifact)
+        return OpenVinoRuntime(artifact[0], threads=threads, solo_threads=solo_threads,
+                               precision=record["inference_precision"])
+    raise InputError(f"Unknown runtime '{name}': use onnxruntime or openvino.")
 
 
 def _describe(item: ImageInput) -> str:

@@ -1,4 +1,4 @@
-"""`imgcls models list|pull|import|export|quantize`."""
+"""`imgcls models list|pull|import|export|quantize|verify-openvino`."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from imgcls.choices import Precision
 from imgcls.cli._common import IMAGE_SUFFIXES, console, console_err, fail, progress_bar
 
 app = typer.Typer(help="List, install, export and quantise models.", no_args_is_help=True)
@@ -139,6 +140,31 @@ def quantize_command(
         manifest = quantize_int8(spec, images(calibration), images(verify) if verify else None, method=method,
                                  max_calibration=max_images, exclude_first_last=keep_first_last_fp32)
     _print_manifest(manifest, None)
+
+
+@app.command("verify-openvino")
+def verify_openvino_command(
+    model: str = typer.Argument(..., help="Catalogue name, imported bundle or bundle folder."),
+    precision: Precision = typer.Option(Precision.fp32, "--precision", "-p", help="Which verified artifact to run on OpenVINO."),
+    images: Optional[Path] = typer.Option(None, "--images", exists=True, file_okay=False, help="Folder of your own photos to verify on (recommended; default: 32 synthetic images, a harder test)."),
+    max_images: int = typer.Option(300, "--max-images", min=1, help="Use at most this many photos."),
+) -> None:
+    """Let an artifact serve on OpenVINO (bf16 where the CPU has it): top-1 agreement with ONNX Runtime >= 95%."""
+    from imgcls.catalog import resolve_model
+    from imgcls.runtimes.openvino import verify_openvino
+
+    spec = resolve_model(model)
+    photos = None
+    if images is not None:
+        photos = sorted(p for p in images.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[:max_images]
+        if not photos:
+            fail(f"No images found in {images}.")
+    with console_err.status(f"Verifying {spec.name} {precision.value} on OpenVINO..."):
+        record = verify_openvino(spec, precision.value, photos)
+    console_err.print(f"[green]Verified[/] {spec.name} {precision.value} on OpenVINO {record['openvino']} "
+                      f"({record['inference_precision']}): top-1 agreement {record['top1_agreement']:.1%} on "
+                      f"{record['images']} {record['source']}, max |logit diff| {record['max_abs_logit_diff']}. "
+                      f"Serve it with --runtime openvino.")
 
 
 def _print_manifest(manifest: dict, out: Optional[Path]) -> None:

@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from imgcls.choices import Lang, Precision
+from imgcls.choices import Lang, Precision, RuntimeName
 from imgcls.cli._common import DRAFT_HELP, console, console_err, expand_inputs, fail, progress_bar
 
 PROGRESS_THRESHOLD = 8  # show a progress bar beyond a handful of files
@@ -42,6 +42,7 @@ def predict(
     batch_size: int = typer.Option(8, "--batch-size", min=1, max=256, help="Images per model call."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="ONNX Runtime threads (default: all cores; with --engine ray: per actor, default 1)."),
     draft: bool = typer.Option(True, "--draft/--no-draft", envvar="IMGCLS_DRAFT", help=DRAFT_HELP),
+    runtime: RuntimeName = typer.Option(RuntimeName.onnxruntime, "--runtime", envvar="IMGCLS_RUNTIME", help="onnxruntime, or openvino after `imgcls models verify-openvino` (local engine only)."),
     engine: Engine = typer.Option(Engine.local, "--engine", help="local (this process) or ray (Ray Data; pip install 'imgcls[ray]')."),
     actors: int = typer.Option(1, "--actors", min=1, help="[ray] inference actors."),
     address: Optional[str] = typer.Option(None, "--address", help="[ray] join an existing Ray cluster (default: start a local one)."),
@@ -52,6 +53,8 @@ def predict(
     Exit code 0 when every file was classified, 1 when some failed, 2 when none could be.
     """
     if engine is Engine.ray:
+        if runtime is not RuntimeName.onnxruntime:
+            fail("--runtime openvino works with --engine local only; Ray actors run ONNX Runtime.", 2)
         from imgcls.distributed import predict_with_ray
 
         code = predict_with_ray(paths, model=model, precision=precision.value, top_k=top_k, lang=lang.value,
@@ -66,7 +69,8 @@ def predict(
         console_err.print(f"[yellow]Warning:[/] {escape(problem)}")
     if not files:
         fail("No input files found.", 2)
-    classifier = Classifier(model, precision.value, threads=threads, batch_size=batch_size, draft=draft)
+    classifier = Classifier(model, precision.value, threads=threads, batch_size=batch_size, draft=draft,
+                            runtime=runtime.value)
     results = []
     if len(files) > PROGRESS_THRESHOLD:
         with progress_bar() as bar:
@@ -132,6 +136,7 @@ def evaluate(
     batch_size: int = typer.Option(16, "--batch-size", min=1, max=256),
     threads: Optional[int] = typer.Option(None, "--threads", min=1),
     draft: bool = typer.Option(True, "--draft/--no-draft", envvar="IMGCLS_DRAFT", help=DRAFT_HELP),
+    runtime: RuntimeName = typer.Option(RuntimeName.onnxruntime, "--runtime", envvar="IMGCLS_RUNTIME", help="onnxruntime, or openvino after `imgcls models verify-openvino`."),
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ) -> None:
     """Top-1 / top-5 accuracy of a model on a labelled folder."""
@@ -145,7 +150,8 @@ def evaluate(
         fail("The labels CSV needs columns file,class_index with integer class indices.", 2)
     if not truth:
         fail("The labels CSV has no rows.", 2)
-    classifier = Classifier(model, precision.value, threads=threads, batch_size=batch_size, draft=draft)
+    classifier = Classifier(model, precision.value, threads=threads, batch_size=batch_size, draft=draft,
+                            runtime=runtime.value)
     expected_by_source = {str(directory / name): index for name, index in truth.items()}
     files = [Path(source) for source in expected_by_source]
     top1 = top5 = failed = 0

@@ -13,7 +13,7 @@ from typing import Optional
 
 import typer
 
-from imgcls.choices import Precision
+from imgcls.choices import Precision, RuntimeName
 from imgcls.cli._common import DRAFT_HELP, console_err, fail
 
 
@@ -42,6 +42,9 @@ def serve(
                                         help="Default precision. int8 needs `imgcls models quantize` first; the other "
                                              "precision is served too when its artifact exists (loaded on its first "
                                              "request)."),
+    runtime: RuntimeName = typer.Option(RuntimeName.onnxruntime, "--runtime", envvar="IMGCLS_RUNTIME",
+                                        help="onnxruntime, or openvino (bf16 where the CPU has it) for artifacts "
+                                             "verified with `imgcls models verify-openvino`."),
     max_batch: int = typer.Option(4, "--max-batch", envvar="IMGCLS_MAX_BATCH", min=1, max=256,
                                   help="Most images per model call (micro-batching across requests)."),
     max_wait_ms: float = typer.Option(3.0, "--max-wait-ms", envvar="IMGCLS_MAX_WAIT_MS", min=0, max=1000,
@@ -94,7 +97,7 @@ def serve(
 
     config = ServerConfig(
         models=list(model or []) or _split_env("IMGCLS_MODEL"),
-        precision=precision.value, host=host, port=port, max_batch=max_batch, max_wait_ms=max_wait_ms,
+        precision=precision.value, runtime=runtime.value, host=host, port=port, max_batch=max_batch, max_wait_ms=max_wait_ms,
         max_queue=max_queue, max_upload_mb=max_upload_mb, max_files=max_files, threads=threads, solo_threads=solo_threads, model_workers=model_workers,
         decode_threads=decode_threads, draft=draft, api_key=api_key or None,
         allowed_hosts=list(allowed_host or []) or _split_env("IMGCLS_ALLOWED_HOSTS"),

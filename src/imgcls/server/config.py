@@ -31,6 +31,7 @@ class ServerConfig:
 
     models: list[str] = field(default_factory=list)  # names or bundle folders; first = default; [] = catalogue default
     precision: str = "fp32"  # default precision of every served model
+    runtime: str = "onnxruntime"  # or "openvino": artifacts need an OpenVINO verification record
     host: str = "127.0.0.1"  # loopback unless the operator explicitly says otherwise
     port: int = 8000
     # 4, not 8: with one ORT thread per call, batch 8 saves no CPU per image at concurrency 8 and
@@ -76,6 +77,7 @@ class ServerConfig:
         """Raise InputError (exit 2) for values that make no sense, with the flag's name."""
         checks = [
             (self.precision in PRECISIONS, "--precision must be fp32 or int8."),
+            (self.runtime in ("onnxruntime", "openvino"), "--runtime must be onnxruntime or openvino."),
             (0 <= self.port <= 65535, "--port must be between 0 and 65535."),
             (1 <= self.max_batch <= 256, "--max-batch must be between 1 and 256."),
             (0 <= self.max_wait_ms <= 1000, "--max-wait-ms must be between 0 and 1000."),
@@ -186,5 +188,24 @@ def resolve_models(config: ServerConfig, build_missing: BuildHook | None = None)
                     raise ModelError(
                         f"No fp32 ONNX artifact for {spec.name}. Build it with `imgcls models export {reference}`."
                     ) from None
+        if config.runtime == "openvino":
+            artifacts = _verified_for_openvino(spec, str(reference), artifacts, config.precision)
         slots.append(ModelSlot(str(reference), spec, artifacts, config.precision))
     return slots
+
+
+def _verified_for_openvino(spec: ModelSpec, reference: str, artifacts: dict[str, tuple[Path, dict]],
+                           default_precision: str) -> dict[str, tuple[Path, dict]]:
+    """Keep the artifacts OpenVINO may serve: the default precision must have a verification
+    record (else the ModelError saying how to make one); another precision without one is dropped."""
+    from imgcls.runtimes.openvino import require_verification
+
+    kept = {}
+    for precision, artifact in artifacts.items():
+        try:
+            require_verification(spec, precision, artifact, reference)
+            kept[precision] = artifact
+        except ModelError:
+            if precision == default_precision:
+                raise
+    return kept

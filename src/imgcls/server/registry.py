@@ -80,7 +80,7 @@ class ServedModel:
             self.slot.spec, self.precision, threads=self.config.threads, solo_threads=self.config.solo_threads_or_cores,
             batch_size=self.config.max_batch, draft=self.config.draft,
             max_pixels=self.config.max_pixels, max_bytes=self.config.max_upload_bytes,
-            artifact=self.slot.artifacts[self.precision])
+            artifact=self.slot.artifacts[self.precision], runtime=self.config.runtime)
 
     def warm_up(self) -> None:
         """Run the batch sizes requests will form so the first of them do not pay for allocation."""
@@ -167,6 +167,7 @@ class ModelRegistry:
                 "languages": spec.languages,
                 "precisions": [p for p in ("fp32", "int8") if p in slot.artifacts],
                 "default_precision": slot.default_precision,
+                "runtime": self.config.runtime,
                 "default": name == self.default_name,
                 "loaded": True,
                 "ready": ready,

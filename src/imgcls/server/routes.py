@@ -16,7 +16,7 @@ from typing import Optional
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from imgcls.choices import Lang, Precision
 from imgcls.errors import ImgclsError
@@ -72,6 +72,7 @@ class ModelInfo(BaseModel):
     languages: list[str]
     precisions: list[str]
     default_precision: str
+    runtime: str = Field(description="onnxruntime, or openvino (after `imgcls models verify-openvino`)")
     default: bool
     loaded: bool
     ready: bool
