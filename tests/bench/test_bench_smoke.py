@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from imgcls.bench.report import baseline_ratios
+from imgcls.runtimes.openvino import openvino_available
 
 pytestmark = pytest.mark.slow
 
@@ -34,13 +35,18 @@ def test_tiny_benchmark_runs_every_section(tmp_path, imgcls_home, lite0_int8):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     doc = json.loads((tmp_path / "latest.json").read_text())
 
+    # With OpenVINO installed, both artifacts are verified on it (held-out dev photos) and run there too.
+    runtimes = {"onnxruntime"} | ({"openvino"} if openvino_available() else set())
     latency = doc["model_latency"]
-    assert {(r["model"], r["runtime"], r["precision"], r["batch"], r["threads"]) for r in latency} == {
-        ("lite0", "onnxruntime", "fp32", 1, 1), ("lite0", "onnxruntime", "int8", 1, 1)}
+    assert {(r["model"], r["runtime"].split("-")[0], r["precision"], r["batch"], r["threads"]) for r in latency} == {
+        ("lite0", runtime, precision, 1, 1) for runtime in runtimes for precision in ("fp32", "int8")}
     assert all(r["calls"] >= 5 and 0 < r["median_ms"] <= r["p90_ms"] and r["cpu_ms"] > 0 for r in latency)
+    if openvino_available():
+        assert all(doc["models"]["lite0"]["openvino"][p]["passed"] for p in ("fp32", "int8"))
 
     http = doc["http"]
-    assert {(r["precision"], r["concurrency"]) for r in http} == {("fp32", 2), ("int8", 2)}
+    assert {(r["precision"], r["concurrency"], r["runtime"].split("-")[0]) for r in http} == {
+        (precision, 2, runtime) for runtime in runtimes for precision in ("fp32", "int8")}
     for row in http:
         assert row["result"]["ok"] > 0 and row["result"]["errors"] == 0, row["result"]
         assert row["result"]["p50_ms"] <= row["result"]["p99_ms"]
@@ -82,8 +88,9 @@ def test_baseline_runs_under_the_same_load_generator(tmp_path, imgcls_home, lite
     assert "before imgcls" in before["precision"] and "after imgcls" in after["precision"]
     for row in (before, after):
         assert row["concurrency"] == 2 and row["result"]["ok"] > 0 and row["result"]["errors"] == 0
-    (http,) = [r for r in doc["http"] if r["concurrency"] == 2 and r["precision"] == "int8"]
+    (http,) = [r for r in doc["http"] if r["concurrency"] == 2 and r["precision"] == "int8"
+               and r["runtime"] == "onnxruntime"]
     mean = (before["result"]["rps"] + after["result"]["rps"]) / 2
-    assert baseline_ratios(doc)[("lite0", "int8", 2)] == round(http["result"]["rps"] / mean, 2)
+    assert baseline_ratios(doc)[("lite0", "int8", 2, "onnxruntime")] == round(http["result"]["rps"] / mean, 2)
     assert doc["baseline"]["torch"].split("+")[0] == "2.13.0"
     assert "ratio" in done.stdout and "x" in done.stdout

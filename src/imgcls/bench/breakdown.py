@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from imgcls.bench.data import BenchModel
+from imgcls.bench.model_latency import open_runtime, runtime_label
 
 __all__ = ["StageCosts", "measure_stages", "DraftResult", "measure_draft", "combine"]
 
@@ -41,6 +42,7 @@ class StageCosts:
     model_threads: int
     model_workers: int
     response_ms: float
+    runtime: str = "onnxruntime"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -56,13 +58,12 @@ def _cpu_per_item(fn, items, repeat: int = 1) -> float:
 
 def measure_stages(model: BenchModel, precision: str, photos: list[tuple[str, bytes]], *, batch: int,
                    threads: int | None = None, workers: int = 1, limit: int = 120,
-                   model_budget_s: float = 1.5) -> StageCosts:
+                   model_budget_s: float = 1.5, runtime: str = "onnxruntime") -> StageCosts:
     """Per-image CPU cost of each stage, with the server's settings (threads per call, concurrent
     model workers, the batch size it formed)."""
     from imgcls.engine import softmax, top_k
     from imgcls.preprocess import decode_image, preprocess
     from imgcls.runtimes import default_threads
-    from imgcls.runtimes.onnx import OnnxRuntime
 
     spec = model.spec()
     pp = spec.preprocessing
@@ -73,7 +74,8 @@ def measure_stages(model: BenchModel, precision: str, photos: list[tuple[str, by
     preprocess_ms = _cpu_per_item(lambda im: preprocess(im, pp), images)
     arrays = np.stack([preprocess(im, pp) for im in images[: max(batch, 8)]])
     threads = threads or default_threads()
-    runtime = OnnxRuntime(model.precisions[precision], threads=threads)
+    label = runtime_label(model, precision, runtime)
+    runtime = open_runtime(model, precision, runtime, threads)
     batch = max(1, batch)
     inputs = arrays[:batch] if len(arrays) >= batch else np.resize(arrays, (batch, *arrays.shape[1:]))
     for _ in range(3):
@@ -105,7 +107,7 @@ def measure_stages(model: BenchModel, precision: str, photos: list[tuple[str, by
 
     response_ms = _cpu_per_item(respond, range(200))
     return StageCosts(model.key, precision, len(data), round(decode_ms, 3), round(preprocess_ms, 3),
-                      round(model_ms, 3), batch, threads, workers, round(response_ms, 3))
+                      round(model_ms, 3), batch, threads, workers, round(response_ms, 3), label)
 
 
 @dataclass
@@ -151,7 +153,8 @@ def measure_draft(model: BenchModel, photos: list[tuple[str, bytes]]) -> DraftRe
 def combine(stages: StageCosts, http_row: dict | None, cores: int) -> dict:
     """One breakdown row: in-process stages + the HTTP remainder, the machine ceiling and the distance to it."""
     inproc = stages.decode_ms + stages.preprocess_ms + stages.model_ms + stages.response_ms
-    out = {"model": stages.model, "precision": stages.precision, "decode_ms": stages.decode_ms,
+    out = {"model": stages.model, "precision": stages.precision, "runtime": stages.runtime,
+           "decode_ms": stages.decode_ms,
            "preprocess_ms": stages.preprocess_ms, "model_ms": stages.model_ms, "model_batch": stages.model_batch,
            "response_ms": stages.response_ms, "in_process_ms": round(inproc, 3)}
     if http_row:

@@ -14,6 +14,10 @@ Models:
   initialisation). Timing does not depend on weight values, and the catalogue's real ResNet-18
   weights are not bundled. Its INT8 artifact goes through the usual agreement gate; see
   ``prepare_resnet_bundle`` for what happens when random weights cannot pass it.
+
+When OpenVINO is installed, each artifact is also verified on it (top-1 agreement with ONNX
+Runtime on the odd-numbered dev photos, ``imgcls.runtimes.openvino``); those that pass are
+benchmarked on it too.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import csv
 import hashlib
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from imgcls.errors import ImgclsError, InputError
@@ -88,6 +92,7 @@ class BenchModel:
     precisions: dict[str, Path]  # precision -> verified ONNX file
     int8_note: str = ""  # how the INT8 artifact was built, shown in the report
     torch_weights: Path | None = None  # weights for the PyTorch eager reference / the baseline
+    openvino: dict[str, dict] = field(default_factory=dict)  # precision -> OpenVINO verification record
 
     def spec(self):
         from imgcls.catalog import resolve_model
@@ -181,6 +186,26 @@ def prepare_resnet_bundle(cache: Path, photos_dir: Path) -> BenchModel:
                       note, torch_weights=folder / "weights.pth")
 
 
+def prepare_openvino(model: BenchModel, photos_dir: Path) -> None:
+    """Record which artifacts may run on OpenVINO (verified once per store, on the held-out photos)."""
+    from imgcls.artifacts import find_artifact
+    from imgcls.runtimes.openvino import openvino_available, require_verification, verify_openvino
+
+    if not openvino_available():
+        return
+    spec = model.spec()
+    for precision in model.precisions:
+        artifact = find_artifact(spec, precision)
+        try:
+            model.openvino[precision] = require_verification(spec, precision, artifact)
+        except ImgclsError:
+            try:
+                log.info("verifying %s %s on OpenVINO", spec.name, precision)
+                model.openvino[precision] = verify_openvino(spec, precision, _calibration_split(photos_dir)[1])
+            except ImgclsError as exc:
+                log.warning("%s %s will not be benchmarked on OpenVINO: %s", spec.name, precision, exc.message)
+
+
 def prepare_models(keys: list[str], cache: Path, photos_dir: Path) -> list[BenchModel]:
     """Build (once) and return the benchmarked models named by ``keys`` ("lite0", "resnet18")."""
     use_store(cache)
@@ -188,4 +213,7 @@ def prepare_models(keys: list[str], cache: Path, photos_dir: Path) -> list[Bench
     unknown = [k for k in keys if k not in makers]
     if unknown:
         raise InputError(f"Unknown benchmark model(s): {', '.join(unknown)}; use lite0 and/or resnet18.")
-    return [makers[key]() for key in keys]
+    models = [makers[key]() for key in keys]
+    for model in models:
+        prepare_openvino(model, photos_dir)
+    return models

@@ -53,6 +53,7 @@ class HttpRow:
     mean_batch: float | None = None
     mean_model_call_ms: float | None = None
     samples_ms: list[float] = field(default_factory=list, repr=False)
+    runtime: str = "onnxruntime"  # or "openvino-bf16" / "openvino-f32"
 
     @property
     def rps(self) -> float:
@@ -116,23 +117,29 @@ def run_imgcls_http(models: list[BenchModel], photos: list[tuple[str, bytes]], p
 
     Returns (rows, facts about each server: start-to-ready seconds, torch loaded or not).
     """
+    from imgcls.bench.model_latency import runtime_label
+
     rows: list[HttpRow] = []
     facts: dict = {}
-    for model in models:
-        for precision in model.precisions:
-            # One server per precision, started with it as the default: only that session is loaded.
-            progress(f"http: starting imgcls serve with {model.key} {precision}")
-            with start_imgcls(f"imgcls-{model.key}-{precision}", model.reference, precision, log_dir,
-                              plan.server_args) as server:
-                facts[f"{model.key}-{precision}"] = {"start_to_ready_s": round(server.start_to_ready_s or 0, 2),
-                                                     "torch_loaded": server.has_torch_loaded()}
-                requests = build_requests(photos, HOST, server.port, f"{IMGCLS_PATH}?precision={precision}")
-                for concurrency in plan.concurrency:
-                    progress(f"http: imgcls {model.key} {precision} concurrency {concurrency}")
-                    summary, samples, cpu, rss, batch, call = _measure(server, requests, concurrency, plan,
-                                                                       b'"top"', precision)
-                    rows.append(HttpRow("imgcls", model.key, precision, concurrency, summary, cpu, round(rss, 1),
-                                        batch, call, samples))
+    servers = [(model, precision, "onnxruntime") for model in models for precision in model.precisions]
+    servers += [(model, precision, "openvino") for model in models for precision in model.openvino]
+    for model, precision, runtime in servers:
+        # One server per precision, started with it as the default: only that session is loaded.
+        label = runtime_label(model, precision, runtime)
+        suffix = "" if runtime == "onnxruntime" else f"-{label}"
+        progress(f"http: starting imgcls serve with {model.key} {precision} on {label}")
+        extra = [] if runtime == "onnxruntime" else ["--runtime", runtime]
+        with start_imgcls(f"imgcls-{model.key}-{precision}{suffix}", model.reference, precision, log_dir,
+                          plan.server_args + extra) as server:
+            facts[f"{model.key}-{precision}{suffix}"] = {"start_to_ready_s": round(server.start_to_ready_s or 0, 2),
+                                                         "torch_loaded": server.has_torch_loaded()}
+            requests = build_requests(photos, HOST, server.port, f"{IMGCLS_PATH}?precision={precision}")
+            for concurrency in plan.concurrency:
+                progress(f"http: imgcls {model.key} {precision} {label} concurrency {concurrency}")
+                summary, samples, cpu, rss, batch, call = _measure(server, requests, concurrency, plan,
+                                                                   b'"top"', precision)
+                rows.append(HttpRow("imgcls", model.key, precision, concurrency, summary, cpu, round(rss, 1),
+                                    batch, call, samples, runtime=label))
     return rows, facts
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from imgcls.bench.data import BenchModel
 from imgcls.bench.stats import percentile
 
-__all__ = ["ModelRow", "run_model_section", "PROTOTYPE_MS", "prepared_inputs"]
+__all__ = ["ModelRow", "run_model_section", "PROTOTYPE_MS", "prepared_inputs", "runtime_label", "open_runtime"]
 
 # The issue's prototype figures on this machine (ONNX Runtime, batch 1, 2 threads), upper ends;
 # the target is to stay within 1.3x of them.
@@ -29,6 +29,7 @@ PROTOTYPE_MS = {
     ("resnet18", "onnxruntime", "fp32"): 19.0,
     ("resnet18", "onnxruntime", "int8"): 5.8,
     ("resnet18", "torch", "fp32"): 45.0,
+    ("resnet18", "openvino-bf16", "fp32"): 9.9,
 }
 TARGET_FACTOR = 1.3
 
@@ -85,11 +86,31 @@ def time_calls(run: Callable[[np.ndarray], np.ndarray], inputs: np.ndarray, batc
     return samples, cpu_ms, i
 
 
-def _runtimes(model: BenchModel, precision: str, threads: int, include_torch: bool):
-    """(runtime name, factory) pairs for one model/precision/threads."""
+def runtime_label(model: BenchModel, precision: str, runtime: str) -> str:
+    """How tables name a runtime: "onnxruntime", or "openvino-bf16" / "openvino-f32"."""
+    if runtime == "openvino":
+        return f"openvino-{model.openvino[precision]['inference_precision']}"
+    return runtime
+
+
+def open_runtime(model: BenchModel, precision: str, runtime: str, threads: int):
+    """A runtime on the model's verified artifact: ONNX Runtime, or OpenVINO when verified on it."""
+    if runtime == "openvino":
+        from imgcls.runtimes.openvino import OpenVinoRuntime
+
+        return OpenVinoRuntime(model.precisions[precision], threads=threads,
+                               precision=model.openvino[precision]["inference_precision"])
     from imgcls.runtimes.onnx import OnnxRuntime
 
-    out = [("onnxruntime", lambda: OnnxRuntime(model.precisions[precision], threads=threads))]
+    return OnnxRuntime(model.precisions[precision], threads=threads)
+
+
+def _runtimes(model: BenchModel, precision: str, threads: int, include_torch: bool):
+    """(runtime name, factory) pairs for one model/precision/threads."""
+    out = [("onnxruntime", lambda: open_runtime(model, precision, "onnxruntime", threads))]
+    if precision in model.openvino:
+        out.append((runtime_label(model, precision, "openvino"), lambda: open_runtime(model, precision, "openvino",
+                                                                                       threads)))
     if include_torch and precision == "fp32" and model.key == "resnet18":
         def make_torch():
             from imgcls.runtimes.torch_ref import TorchRuntime
@@ -103,7 +124,7 @@ def _runtimes(model: BenchModel, precision: str, threads: int, include_torch: bo
 def run_model_section(models: list[BenchModel], photos: list[tuple[str, bytes]], *, batches: tuple[int, ...],
                       threads: tuple[int, ...], budget_s: float, include_torch: bool = True,
                       progress: Callable[[str], None] = lambda s: None) -> list[ModelRow]:
-    """Time every configuration; PyTorch runs last so its thread pool never overlaps ONNX Runtime's."""
+    """Time every configuration, one runtime family after the other."""
     rows: list[ModelRow] = []
     plan = []
     for model in models:
@@ -111,8 +132,11 @@ def run_model_section(models: list[BenchModel], photos: list[tuple[str, bytes]],
         for precision in model.precisions:
             for n_threads in threads:
                 for runtime_name, factory in _runtimes(model, precision, n_threads, include_torch):
-                    plan.append((runtime_name == "torch", model, inputs, precision, n_threads, runtime_name, factory))
-    plan.sort(key=lambda item: item[0])  # ONNX Runtime first, PyTorch last
+                    order = {"onnxruntime": 0, "torch": 2}.get(runtime_name, 1)
+                    plan.append((order, model, inputs, precision, n_threads, runtime_name, factory))
+    # ONNX Runtime first, then OpenVINO, PyTorch last: a runtime's thread pool can outlive its
+    # session, and must not idle-spin under the next one's timings.
+    plan.sort(key=lambda item: item[0])
     for _, model, inputs, precision, n_threads, runtime_name, factory in plan:
         runtime = factory()
         try:

@@ -128,7 +128,7 @@ def run_suite(settings: BenchSettings, progress: Callable[[str], None] = lambda 
     progress(f"preparing models ({', '.join(settings.models)}) in {settings.cache_dir}")
     models = prepare_models(list(settings.models), settings.cache_dir, photos_dir)
     doc["models"] = {m.key: {"reference": m.reference, "title": m.title, "precisions": list(m.precisions),
-                             "int8": m.int8_note} for m in models}
+                             "int8": m.int8_note, "openvino": m.openvino} for m in models}
 
     if "model" in sections:
         rows = run_model_section(models, photos, batches=settings.batches, threads=settings.threads,
@@ -237,16 +237,20 @@ def _breakdown(models, photos, http_rows: list[dict], settings: BenchSettings, p
     cores = len(os.sched_getaffinity(0))
     reference_c = 8 if 8 in settings.concurrency else max(settings.concurrency)
     rows = []
-    for model in models:
-        for precision in model.precisions:
-            http_row = next((r for r in http_rows if r["model"] == model.key and r["precision"] == precision
-                             and r["concurrency"] == reference_c), None)
-            batch = round(http_row["mean_batch"]) if http_row and http_row.get("mean_batch") else 1
-            progress(f"breakdown: {model.key} {precision} (batch {batch})")
-            stages = breakdown.measure_stages(model, precision, photos, batch=batch,
-                                              threads=server_threads(settings.server_args),
-                                              workers=server_workers(settings.server_args))
-            rows.append(breakdown.combine(stages, http_row, cores))
+    from imgcls.bench.model_latency import runtime_label
+
+    plan = [(model, precision, "onnxruntime") for model in models for precision in model.precisions]
+    plan += [(model, precision, "openvino") for model in models for precision in model.openvino]
+    for model, precision, runtime in plan:
+        label = runtime_label(model, precision, runtime)
+        http_row = next((r for r in http_rows if r["model"] == model.key and r["precision"] == precision
+                         and r.get("runtime", "onnxruntime") == label and r["concurrency"] == reference_c), None)
+        batch = round(http_row["mean_batch"]) if http_row and http_row.get("mean_batch") else 1
+        progress(f"breakdown: {model.key} {precision} {label} (batch {batch})")
+        stages = breakdown.measure_stages(model, precision, photos, batch=batch,
+                                          threads=server_threads(settings.server_args),
+                                          workers=server_workers(settings.server_args), runtime=runtime)
+        rows.append(breakdown.combine(stages, http_row, cores))
     progress("breakdown: JPEG draft mode on the dev photos")
     draft = breakdown.measure_draft(models[0], photos)
     return {"cores": cores, "reference_concurrency": reference_c, "rows": rows, "draft": draft.to_dict()}
