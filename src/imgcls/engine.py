@@ -103,6 +103,8 @@ class Classifier:
             caller that verified it (the server, at start-up) does not hash the file again.
         runtime: "onnxruntime", or "openvino" once the artifact has an OpenVINO verification
             record (`imgcls models verify-openvino`); see imgcls.runtimes.openvino.
+        concurrent_calls: model calls that may run at once from different threads (the server's
+            model workers); OpenVINO needs to know, ONNX Runtime sessions run them as they come.
     """
 
     def __init__(
@@ -119,6 +121,7 @@ class Classifier:
         build_missing: bool = True,
         artifact: tuple[Path, dict] | None = None,
         runtime: str = "onnxruntime",
+        concurrent_calls: int = 1,
     ):
         self.spec: ModelSpec = model if isinstance(model, ModelSpec) else resolve_model(model or default_model_name())
         self.precision = precision
@@ -127,7 +130,7 @@ class Classifier:
         self.artifact_path, self.manifest = artifact or ensure_artifact(self.spec, precision, build=build_missing)
         self.runtime_name = runtime
         self.runtime = _open_runtime(runtime, self.spec, precision, (self.artifact_path, self.manifest),
-                                     threads, solo_threads)
+                                     threads, solo_threads, concurrent_calls)
 
     @property
     def name(self) -> str:
@@ -219,7 +222,7 @@ class Classifier:
 
 
 def _open_runtime(name: str, spec: ModelSpec, precision: str, artifact: tuple[Path, dict],
-                  threads: int | None, solo_threads: int | None):
+                  threads: int | None, solo_threads: int | None, concurrent_calls: int):
     if name == "onnxruntime":
         from imgcls.runtimes.onnx import OnnxRuntime
 
@@ -229,7 +232,7 @@ def _open_runtime(name: str, spec: ModelSpec, precision: str, artifact: tuple[Pa
 
         record = require_verification(spec, precision, artifact)
         return OpenVinoRuntime(artifact[0], threads=threads, solo_threads=solo_threads,
-                               precision=record["inference_precision"])
+                               precision=record["inference_precision"], streams=concurrent_calls)
     raise InputError(f"Unknown runtime '{name}': use onnxruntime or openvino.")
 
 

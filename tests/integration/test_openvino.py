@@ -103,7 +103,8 @@ def test_runtime_is_safe_from_several_threads_and_has_a_solo_session(lite0_int8,
     from imgcls.runtimes.openvino import OpenVinoRuntime
 
     batch = load_images_as_batch(resolve_model("efficientnet_lite0"), sorted(dev_dir.glob("*.JPEG"))[:16])
-    runtime = OpenVinoRuntime(lite0_int8[0], threads=1, solo_threads=2)
+    runtime = OpenVinoRuntime(lite0_int8[0], threads=1, solo_threads=2, streams=2)
+    assert runtime.streams == 2  # two calls run at once, not one after the other
     expected = [runtime.run(batch[i:i + 4]) for i in range(0, 16, 4)]
     results: dict[int, list[np.ndarray]] = {}
 

@@ -75,7 +75,7 @@ def measure_stages(model: BenchModel, precision: str, photos: list[tuple[str, by
     arrays = np.stack([preprocess(im, pp) for im in images[: max(batch, 8)]])
     threads = threads or default_threads()
     label = runtime_label(model, precision, runtime)
-    runtime = open_runtime(model, precision, runtime, threads)
+    runtime = open_runtime(model, precision, runtime, threads, concurrent_calls=workers)
     batch = max(1, batch)
     inputs = arrays[:batch] if len(arrays) >= batch else np.resize(arrays, (batch, *arrays.shape[1:]))
     for _ in range(3):

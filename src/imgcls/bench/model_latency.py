@@ -93,13 +93,13 @@ def runtime_label(model: BenchModel, precision: str, runtime: str) -> str:
     return runtime
 
 
-def open_runtime(model: BenchModel, precision: str, runtime: str, threads: int):
+def open_runtime(model: BenchModel, precision: str, runtime: str, threads: int, concurrent_calls: int = 1):
     """A runtime on the model's verified artifact: ONNX Runtime, or OpenVINO when verified on it."""
     if runtime == "openvino":
         from imgcls.runtimes.openvino import OpenVinoRuntime
 
         return OpenVinoRuntime(model.precisions[precision], threads=threads,
-                               precision=model.openvino[precision]["inference_precision"])
+                               precision=model.openvino[precision]["inference_precision"], streams=concurrent_calls)
     from imgcls.runtimes.onnx import OnnxRuntime
 
     return OnnxRuntime(model.precisions[precision], threads=threads)

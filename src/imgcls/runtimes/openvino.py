@@ -76,7 +76,7 @@ class OpenVinoRuntime:
     name = "openvino"
 
     def __init__(self, model_path: str | Path, threads: int | None = None, solo_threads: int | None = None,
-                 precision: str | None = None):
+                 precision: str | None = None, streams: int = 1):
         """Compile the ONNX artifact for the CPU.
 
         Args:
@@ -84,6 +84,9 @@ class OpenVinoRuntime:
             threads: inference threads per call (default: the cores this process may use).
             solo_threads: if more than ``threads``, a second compiled model for ``run(batch, solo=True)``.
             precision: inference precision, "bf16" or "f32" (default: bf16 where the CPU has it).
+            streams: calls that may run at once (the server's model workers). Unlike an ONNX
+                Runtime session, a compiled model runs one call per stream and queues the rest:
+                with one stream two workers got 85 img/s of ResNet-18 instead of 225.
         """
         core = _core()
         self.threads = threads or default_threads()
@@ -92,8 +95,9 @@ class OpenVinoRuntime:
         if cache:
             core.set_property({"CACHE_DIR": cache})
         self.solo_threads = solo_threads if solo_threads and solo_threads > self.threads else None
-        self._compiled = _compile(core, model_path, self.threads, self.precision)
-        self._solo = _compile(core, model_path, self.solo_threads, self.precision) if self.solo_threads else None
+        self._compiled = _compile(core, model_path, self.threads, self.precision, max(1, streams))
+        self._solo = _compile(core, model_path, self.solo_threads, self.precision, 1) if self.solo_threads else None
+        self.streams = int(self._compiled.get_property("NUM_STREAMS"))
         self._requests = threading.local()
 
     def run(self, batch: np.ndarray, solo: bool = False) -> np.ndarray:
@@ -112,14 +116,13 @@ class OpenVinoRuntime:
         self._requests = threading.local()
 
 
-def _compile(core, model_path: str | Path, threads: int, precision: str):
-    # LATENCY with one stream: the server already runs one call per core; OpenVINO's own
-    # throughput streams would oversubscribe the two cores with a second scheduler.
+def _compile(core, model_path: str | Path, threads: int, precision: str, streams: int):
+    # Streams and threads set explicitly rather than through a performance hint: the caller
+    # already decided how many calls run at once and how many threads each may use.
     return core.compile_model(str(model_path), "CPU", {
-        "INFERENCE_NUM_THREADS": threads,
+        "INFERENCE_NUM_THREADS": threads * streams,
         "INFERENCE_PRECISION_HINT": precision,
-        "PERFORMANCE_HINT": "LATENCY",
-        "NUM_STREAMS": 1,
+        "NUM_STREAMS": streams,
     })
 
 

@@ -80,7 +80,8 @@ class ServedModel:
             self.slot.spec, self.precision, threads=self.config.threads, solo_threads=self.config.solo_threads_or_cores,
             batch_size=self.config.max_batch, draft=self.config.draft,
             max_pixels=self.config.max_pixels, max_bytes=self.config.max_upload_bytes,
-            artifact=self.slot.artifacts[self.precision], runtime=self.config.runtime)
+            artifact=self.slot.artifacts[self.precision], runtime=self.config.runtime,
+            concurrent_calls=self.config.workers_per_model)
 
     def warm_up(self) -> None:
         """Run the batch sizes requests will form so the first of them do not pay for allocation."""
