@@ -69,7 +69,7 @@ def targets(doc: dict) -> list[dict]:
     ratios = baseline_ratios(doc)
     lite = _http(doc, "lite0", "int8", 8)
     if lite:
-        ratio = ratios.get(("lite0", "int8", 8))
+        ratio = ratios.get(("lite0", "int8", 8, "onnxruntime"))
         add("HTTP lite0 INT8 c8 vs baseline", ">= 5.0x", f"{ratio}x" if ratio else "no baseline",
             ratio >= 5.0 if ratio else None)
         add("HTTP lite0 INT8 c8 p99", "<= 100 ms", f"{lite['result']['p99_ms']} ms", lite["result"]["p99_ms"] <= 100)
