@@ -58,7 +58,7 @@ def inference_precision(core=None) -> str:
 
 
 def _compile_cache_dir() -> str | None:
-    """Compiled-model cache (cold start: ~0.3 s instead of recompiling); None if not writable."""
+    """Compiled-model cache, so a restart loads instead of recompiling; None if not writable."""
     from imgcls.catalog.store import store_home
 
     folder = store_home() / "openvino-cache"
@@ -86,7 +86,7 @@ class OpenVinoRuntime:
             precision: inference precision, "bf16" or "f32" (default: bf16 where the CPU has it).
             streams: calls that may run at once (the server's model workers). Unlike an ONNX
                 Runtime session, a compiled model runs one call per stream and queues the rest:
-                with one stream two workers got 85 img/s of ResNet-18 instead of 225.
+                with one stream, two workers ran ResNet-18 no faster than one.
         """
         core = _core()
         self.threads = threads or default_threads()
