@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from imgcls.catalog.entries import Preprocessing
-from imgcls.errors import ImgclsError, InputError
+from imgcls.errors import ImgclsError, InputError, ModelError
 
 __all__ = [
     "FORMATS", "RESULT_COLUMNS", "InferenceActor", "decode_batch", "list_sources", "merge_rows", "parts_dir",
@@ -128,11 +128,14 @@ class InferenceActor:
     """
 
     def __init__(self, artifact_path: str, artifact_sha256: str, artifact_ref, model_name: str,
-                 labels: tuple[str, ...], k: int, threads: int):
-        from imgcls.runtimes.onnx import OnnxRuntime
-
+                 labels: tuple[str, ...], k: int, threads: int, openvino_precision: str | None = None):
         path = _local_artifact(Path(artifact_path), artifact_sha256, artifact_ref)
-        self.runtime = OnnxRuntime(path, threads=threads)
+        if openvino_precision:
+            self.runtime = _openvino_runtime(path, threads, openvino_precision)
+        else:
+            from imgcls.runtimes.onnx import OnnxRuntime
+
+            self.runtime = OnnxRuntime(path, threads=threads)
         self.model_name, self.labels, self.k = model_name, labels, k
 
     def __call__(self, batch: dict):
@@ -156,6 +159,20 @@ class InferenceActor:
             columns["top_scores"].append([score for _, score in top])
             columns["error"].append(errors[i] or None)
         return pa.table(columns, schema=result_schema())
+
+
+def _openvino_runtime(path: Path, threads: int, verified_precision: str):
+    """OpenVINO on this node, only if it runs the precision the artifact was verified in (a node
+    without bf16 units would run f32, which the driver's record does not cover)."""
+    import socket
+
+    from imgcls.runtimes.openvino import OpenVinoRuntime, inference_precision
+
+    here = inference_precision()
+    if here != verified_precision:
+        raise ModelError(f"Node {socket.gethostname()} would run OpenVINO in {here}, but the artifact was verified "
+                         f"in {verified_precision}. Use --runtime onnxruntime, or a cluster of like CPUs.")
+    return OpenVinoRuntime(path, threads=threads, precision=verified_precision)
 
 
 def _local_artifact(path: Path, sha256: str, ref) -> Path:
@@ -322,7 +339,7 @@ class _PartWriter:
 def predict_with_ray(paths: list[str], model: str | None = None, precision: str = "fp32", top_k: int = 5,
                      lang: str = "en", output: Path | None = None, batch_size: int = 8, actors: int = 1,
                      address: str | None = None, threads: int | None = None,
-                     part_rows: int = DEFAULT_PART_ROWS, draft: bool = True) -> int:
+                     part_rows: int = DEFAULT_PART_ROWS, draft: bool = True, runtime: str = "onnxruntime") -> int:
     """Classify ``paths`` (files, folders, globs, list files) on Ray Data into ``output``.
 
     Args:
@@ -335,6 +352,8 @@ def predict_with_ray(paths: list[str], model: str | None = None, precision: str 
         threads: ONNX Runtime threads per actor, also the CPUs each actor reserves (default 1).
         part_rows: results per part file, the granularity of resuming after a crash.
         draft: decode large JPEGs at reduced scale (see ``Classifier``).
+        runtime: "onnxruntime", or "openvino" for an artifact verified on it (the driver checks
+            the record; each actor checks its node runs the verified inference precision).
 
     Returns:
         Exit code: 0 every listed file classified, 1 some failed, 2 none / bad usage, 3 model problem.
@@ -345,14 +364,14 @@ def predict_with_ray(paths: list[str], model: str | None = None, precision: str 
 
     try:
         return _predict(paths, model, precision, top_k, lang, output, batch_size, actors, address,
-                        threads or 1, max(1, part_rows), draft)
+                        threads or 1, max(1, part_rows), draft, runtime)
     except ImgclsError as exc:
         console_err.print(f"[bold red]Error:[/] {escape(exc.message)}")
         return exc.exit_code
 
 
 def _predict(paths, model, precision, top_k, lang, output, batch_size, actors, address, threads, part_rows,
-             draft) -> int:
+             draft, runtime) -> int:
     from rich.markup import escape
 
     from imgcls.artifacts import ensure_artifact
@@ -374,6 +393,14 @@ def _predict(paths, model, precision, top_k, lang, output, batch_size, actors, a
     k = max(1, min(top_k, spec.num_classes))
     # Resolve (never build) the verified artifact here, once, so actors only ever open it.
     artifact_path, manifest = ensure_artifact(spec, precision, build=False)
+    openvino_precision = None
+    if runtime == "openvino":
+        from imgcls.runtimes.openvino import require_verification
+
+        record = require_verification(spec, precision, (artifact_path, manifest), model)
+        openvino_precision = record["inference_precision"]
+    elif runtime != "onnxruntime":
+        raise InputError(f"Unknown runtime '{runtime}': use onnxruntime or openvino.")
 
     files, problems = list_sources(paths)
     for problem in problems:
@@ -386,10 +413,11 @@ def _predict(paths, model, precision, top_k, lang, output, batch_size, actors, a
     done = _done(merge_rows(existing, _read_parts(folder)), spec.name, k)
     pending = [p for p in files if p not in done]
     console_err.print(f"{len(files)} files: {len(files) - len(pending)} already classified, "
-                      f"{len(pending)} to classify with {spec.name} ({precision}) on Ray.")
+                      f"{len(pending)} to classify with {spec.name} ({precision}"
+                      f"{', OpenVINO ' + openvino_precision if openvino_precision else ''}) on Ray.")
     if pending:
         seconds = _run_pipeline(pending, spec, artifact_path, manifest, k, lang, batch_size, actors, address,
-                                threads, _PartWriter(folder, part_rows), draft)
+                                threads, _PartWriter(folder, part_rows), draft, openvino_precision)
         console_err.print(f"Classified {len(pending)} files in {seconds:.1f} s "
                           f"({len(pending) / seconds:.1f} images/s, actor start-up included).")
 
@@ -452,7 +480,7 @@ def _check_reachable(address: str) -> None:
 
 
 def _run_pipeline(pending, spec, artifact_path, manifest, k, lang, batch_size, actors, address, threads, writer,
-                  draft):
+                  draft, openvino_precision=None):
     import logging
 
     from imgcls.cli._common import console_err, progress_bar
@@ -484,7 +512,8 @@ def _run_pipeline(pending, spec, artifact_path, manifest, k, lang, batch_size, a
             memory=ACTOR_MEMORY,
             fn_constructor_kwargs={"artifact_path": str(artifact_path), "artifact_sha256": manifest["sha256"],
                                    "artifact_ref": artifact_ref, "model_name": spec.name,
-                                   "labels": spec.labels(lang), "k": k, "threads": threads})
+                                   "labels": spec.labels(lang), "k": k, "threads": threads,
+                                   "openvino_precision": openvino_precision})
         started = time.perf_counter()
         with progress_bar(transient=False) as bar:
             task = bar.add_task(f"Classifying on Ray ({actors} actor{'s' * (actors > 1)})", total=len(pending))

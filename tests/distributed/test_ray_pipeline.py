@@ -5,15 +5,18 @@ Each run starts its own local cluster (~20-40 s on a busy 2-core box), hence the
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
@@ -153,6 +156,50 @@ def test_throughput_one_vs_two_actors(dev_dir, reference, corpus, artifacts_dir,
     assert results[1] == {p: [t["class_index"] for t in reference[p].top] for p in results[1]}
     (artifacts_dir / "ray_throughput.json").write_text(json.dumps(figures, indent=2) + "\n")
     print(json.dumps(figures, indent=2))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="OpenVINO is not installed")
+def test_openvino_runtime_on_ray_answers_like_the_local_openvino_engine(corpus, lite0_int8, dev_dir, tmp_path):
+    """--runtime openvino reaches the actors: their answers are the local OpenVINO engine's, and
+    an artifact without a verification record is refused before Ray starts."""
+    from imgcls.artifacts import artifact_dir
+    from imgcls.catalog import resolve_model
+    from imgcls.engine import Classifier
+    from imgcls.errors import ImgclsError
+    from imgcls.runtimes.openvino import require_verification, verify_openvino
+
+    spec = resolve_model(MODEL)
+    try:
+        require_verification(spec, "int8", lite0_int8)
+    except ImgclsError:
+        verify_openvino(spec, "int8", sorted(dev_dir.glob("*.JPEG"))[1::2])
+    output = tmp_path / "openvino.parquet"
+    proc = run(str(corpus["list_file"]), "--precision", "int8", "--runtime", "openvino", "--output", str(output))
+    assert "OpenVINO" in proc.stderr and proc.returncode == 1, proc.stderr  # corrupt files: partial success
+    rows = {r["path"]: r for r in read_results(output)}
+    local = Classifier(MODEL, "int8", threads=1, runtime="openvino").predict(corpus["paths"], top_k=5)
+    assert len(rows) == len(local) == len(corpus["paths"])
+    assert {p.source for p in local if not p.ok} == {path for path, r in rows.items() if r["error"]}
+    same = [rows[p.source]["top_indices"][0] == p.top[0]["class_index"] for p in local if p.ok]
+    assert sum(same) >= 0.95 * len(same), f"{sum(same)} of {len(same)}"
+    # ... and the scores are OpenVINO's, not ONNX Runtime's (which differ in the third decimal or so).
+    onnx = {p.source: p for p in Classifier(MODEL, "int8", threads=1).predict(corpus["paths"], top_k=5) if p.ok}
+    ov_gap = [abs(rows[p.source]["top_scores"][0] - p.top[0]["score"]) for p in local if p.ok]
+    ort_gap = [abs(rows[p.source]["top_scores"][0] - onnx[p.source].top[0]["score"]) for p in local if p.ok]
+    print(f"median top-1 score gap to local OpenVINO {np.median(ov_gap):.2e}, to ONNX Runtime {np.median(ort_gap):.2e}")
+    assert np.median(ov_gap) < np.median(ort_gap) / 10
+
+    # A store holding the same verified fp32 artifact, but no OpenVINO record for it.
+    home = tmp_path / "home"
+    folder = home / "artifacts" / artifact_dir(spec).name
+    folder.mkdir(parents=True)
+    for name in ("fp32.onnx", "fp32.json"):
+        shutil.copyfile(artifact_dir(spec) / name, folder / name)
+    unverified = subprocess.run(predict_cmd(str(corpus["list_file"]), "--runtime", "openvino", "--output",
+                                            str(tmp_path / "fp32.parquet")),
+                                capture_output=True, text=True, timeout=300, env={**os.environ, "IMGCLS_HOME": str(home)})
+    assert unverified.returncode == 3, unverified.stderr[-2000:]
+    assert "has not been verified on OpenVINO" in unverified.stderr and "Traceback" not in unverified.stderr
 
 
 def _free_port() -> int:

@@ -123,8 +123,3 @@ def test_runtime_is_safe_from_several_threads_and_has_a_solo_session(lite0_int8,
     assert runtime.solo_threads == 2 and solo.shape == (1, 1000)
     assert solo.argmax() == expected[0][0].argmax()
     runtime.close()
-
-
-def test_ray_engine_refuses_the_openvino_runtime(dev_dir):
-    done = imgcls("predict", str(sorted(dev_dir.glob("*.JPEG"))[0]), "--engine", "ray", "--runtime", "openvino")
-    assert done.returncode == 2 and "--engine local only" in done.stderr

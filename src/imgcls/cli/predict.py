@@ -42,7 +42,7 @@ def predict(
     batch_size: int = typer.Option(8, "--batch-size", min=1, max=256, help="Images per model call."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="ONNX Runtime threads (default: all cores; with --engine ray: per actor, default 1)."),
     draft: bool = typer.Option(True, "--draft/--no-draft", envvar="IMGCLS_DRAFT", help=DRAFT_HELP),
-    runtime: RuntimeName = typer.Option(RuntimeName.onnxruntime, "--runtime", envvar="IMGCLS_RUNTIME", help="onnxruntime, or openvino after `imgcls models verify-openvino` (local engine only)."),
+    runtime: RuntimeName = typer.Option(RuntimeName.onnxruntime, "--runtime", envvar="IMGCLS_RUNTIME", help="onnxruntime, or openvino after `imgcls models verify-openvino`."),
     engine: Engine = typer.Option(Engine.local, "--engine", help="local (this process) or ray (Ray Data; pip install 'imgcls[ray]')."),
     actors: int = typer.Option(1, "--actors", min=1, help="[ray] inference actors."),
     address: Optional[str] = typer.Option(None, "--address", help="[ray] join an existing Ray cluster (default: start a local one)."),
@@ -53,13 +53,11 @@ def predict(
     Exit code 0 when every file was classified, 1 when some failed, 2 when none could be.
     """
     if engine is Engine.ray:
-        if runtime is not RuntimeName.onnxruntime:
-            fail("--runtime openvino works with --engine local only; Ray actors run ONNX Runtime.", 2)
         from imgcls.distributed import predict_with_ray
 
         code = predict_with_ray(paths, model=model, precision=precision.value, top_k=top_k, lang=lang.value,
                                 output=output, batch_size=batch_size, actors=actors, address=address,
-                                threads=threads, part_rows=part_rows, draft=draft)
+                                threads=threads, part_rows=part_rows, draft=draft, runtime=runtime.value)
         raise typer.Exit(code)
 
     from imgcls.engine import Classifier
