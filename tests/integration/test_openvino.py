@@ -61,6 +61,9 @@ def test_openvino_serves_only_after_verification(tmp_path, start_server, lite0_f
     assert facts["passed"] and facts["images"] == 40 and facts["top1_agreement"] >= 0.95
     assert facts["artifact_sha256"] == manifest["sha256"] and facts["inference_precision"] in ("bf16", "f32")
 
+    listed = next(r for r in json.loads(imgcls("models", "list", "--json").stdout) if r["name"] == "efficientnet_lite0")
+    assert "fp32" in listed["artifacts"] and set(listed["openvino"]) <= set(listed["artifacts"])
+
     server = start_server(["--model", str(bundle), "--runtime", "openvino"])
     with server.client() as client:
         (model,) = client.get("/api/v1/models").json()["models"]

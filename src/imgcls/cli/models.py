@@ -23,16 +23,24 @@ def list_command(as_json: bool = typer.Option(False, "--json", help="Print as JS
     from imgcls.catalog import default_model_name, list_models, resolve_model
     from imgcls.errors import ImgclsError
 
+    from imgcls.runtimes.openvino import openvino_available, require_verification
+
     rows = list_models()
     default = default_model_name()
+    check_openvino = openvino_available()
     for row in rows:
         row["default"] = row["name"] == default
         row["artifacts"] = []
+        row["openvino"] = []  # artifacts verified to serve on OpenVINO on this machine
         if row["available"]:
             for precision in ("fp32", "int8"):
                 try:
-                    find_artifact(resolve_model(row["name"]), precision)
+                    spec = resolve_model(row["name"])
+                    artifact = find_artifact(spec, precision)
                     row["artifacts"].append(precision)
+                    if check_openvino:
+                        require_verification(spec, precision, artifact)
+                        row["openvino"].append(precision)
                 except ImgclsError:
                     pass
     if as_json:
@@ -43,8 +51,9 @@ def list_command(as_json: bool = typer.Option(False, "--json", help="Print as JS
         table.add_column(column)
     for row in rows:
         name = f"{row['name']} [dim](default)[/]" if row["default"] else row["name"]
+        artifacts = [p + (" (+openvino)" if p in row["openvino"] else "") for p in row["artifacts"]]
         table.add_row(name, "[green]yes[/]" if row["available"] else "[red]no[/]",
-                      ", ".join(row["artifacts"]) or "-", escape(row["detail"]))
+                      ", ".join(artifacts) or "-", escape(row["detail"]))
     console.print(table)
 
 
