@@ -80,22 +80,14 @@ class BenchSettings:
 def _machine() -> dict:
     import onnxruntime
 
+    from imgcls.runtimes import cpu_name
+
     load = os.getloadavg()
     return {
-        "cpu": _cpu_name(), "cores": len(os.sched_getaffinity(0)), "python": platform.python_version(),
+        "cpu": cpu_name(), "cores": len(os.sched_getaffinity(0)), "python": platform.python_version(),
         "onnxruntime": onnxruntime.__version__, "platform": platform.platform(),
         "load_average_at_start": [round(x, 2) for x in load],
     }
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def run_suite(settings: BenchSettings, progress: Callable[[str], None] = lambda s: None) -> dict:

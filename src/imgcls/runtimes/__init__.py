@@ -10,7 +10,7 @@ from typing import Protocol
 
 import numpy as np
 
-__all__ = ["Runtime", "default_threads"]
+__all__ = ["Runtime", "default_threads", "cpu_name"]
 
 
 class Runtime(Protocol):
@@ -29,3 +29,17 @@ def default_threads() -> int:
     if env:
         return max(1, int(env))
     return max(1, min(len(os.sched_getaffinity(0)), 8))
+
+
+def cpu_name() -> str:
+    """The CPU's model name (recorded with benchmark results and OpenVINO verifications)."""
+    import platform
+    from pathlib import Path
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"

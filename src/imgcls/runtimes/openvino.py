@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import threading
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from imgcls.errors import ArtifactVerificationError, ModelError
-from imgcls.runtimes import default_threads
+from imgcls.runtimes import cpu_name, default_threads
 
 __all__ = [
     "OpenVinoRuntime",
@@ -171,7 +170,7 @@ def verify_openvino(spec, precision: str, images: list[Path] | None = None, thre
         "runtime": "openvino",
         "openvino": openvino.__version__.split("-")[0],
         "inference_precision": candidate_rt.precision,
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "artifact": path.name,
         "artifact_sha256": manifest["sha256"],
         "method": f"top-1 agreement with ONNX Runtime on the same {precision} artifact (batch 16 and batch 1)",
@@ -222,12 +221,3 @@ def require_verification(spec, precision: str, artifact: tuple[Path, dict], refe
         raise ModelError(f"{spec.name} {precision} did not pass OpenVINO verification. Run `{command}` again.")
     return record
 
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
