@@ -128,7 +128,6 @@ class Classifier:
         self.batch_size = max(1, batch_size)
         self.max_pixels, self.max_bytes, self.draft = max_pixels, max_bytes, draft
         self.artifact_path, self.manifest = artifact or ensure_artifact(self.spec, precision, build=build_missing)
-        self.runtime_name = runtime
         self.runtime = _open_runtime(runtime, self.spec, precision, (self.artifact_path, self.manifest),
                                      threads, solo_threads, concurrent_calls)
 

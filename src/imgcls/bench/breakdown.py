@@ -25,7 +25,6 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from imgcls.bench.data import BenchModel
-from imgcls.bench.model_latency import open_runtime, runtime_label
 
 __all__ = ["StageCosts", "measure_stages", "DraftResult", "measure_draft", "combine"]
 
@@ -74,8 +73,8 @@ def measure_stages(model: BenchModel, precision: str, photos: list[tuple[str, by
     preprocess_ms = _cpu_per_item(lambda im: preprocess(im, pp), images)
     arrays = np.stack([preprocess(im, pp) for im in images[: max(batch, 8)]])
     threads = threads or default_threads()
-    label = runtime_label(model, precision, runtime)
-    runtime = open_runtime(model, precision, runtime, threads, concurrent_calls=workers)
+    label = model.runtime_label(precision, runtime)
+    runtime = model.open_runtime(precision, runtime, threads, concurrent_calls=workers)
     batch = max(1, batch)
     inputs = arrays[:batch] if len(arrays) >= batch else np.resize(arrays, (batch, *arrays.shape[1:]))
     for _ in range(3):

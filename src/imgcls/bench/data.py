@@ -31,7 +31,8 @@ from pathlib import Path
 
 from imgcls.errors import ImgclsError, InputError
 
-__all__ = ["find_dev_photos", "load_photos", "BenchModel", "prepare_models", "RESNET_BUNDLE_NAME", "use_store"]
+__all__ = ["find_dev_photos", "load_photos", "BenchModel", "prepare_models", "runtime_plan", "RESNET_BUNDLE_NAME",
+           "use_store"]
 
 log = logging.getLogger("imgcls.bench")
 
@@ -98,6 +99,30 @@ class BenchModel:
         from imgcls.catalog import resolve_model
 
         return resolve_model(self.reference)
+
+    def runtime_label(self, precision: str, runtime: str) -> str:
+        """How tables name a runtime: "onnxruntime", or "openvino-bf16" / "openvino-f32"."""
+        if runtime == "openvino":
+            return f"openvino-{self.openvino[precision]['inference_precision']}"
+        return runtime
+
+    def open_runtime(self, precision: str, runtime: str, threads: int, concurrent_calls: int = 1):
+        """A runtime on this model's verified artifact: ONNX Runtime, or OpenVINO when verified on it."""
+        if runtime == "openvino":
+            from imgcls.runtimes.openvino import OpenVinoRuntime
+
+            return OpenVinoRuntime(self.precisions[precision], threads=threads,
+                                   precision=self.openvino[precision]["inference_precision"], streams=concurrent_calls)
+        from imgcls.runtimes.onnx import OnnxRuntime
+
+        return OnnxRuntime(self.precisions[precision], threads=threads)
+
+
+def runtime_plan(models: list[BenchModel]) -> list[tuple[BenchModel, str, str]]:
+    """(model, precision, runtime) for every server the HTTP and breakdown sections measure: each
+    artifact on ONNX Runtime, then those verified on OpenVINO."""
+    plan = [(model, precision, "onnxruntime") for model in models for precision in model.precisions]
+    return plan + [(model, precision, "openvino") for model in models for precision in model.openvino]
 
 
 def _calibration_split(photos_dir: Path) -> tuple[list[Path], list[Path]]:

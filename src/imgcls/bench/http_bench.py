@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from imgcls.bench.data import BenchModel
+from imgcls.bench.data import BenchModel, runtime_plan
 from imgcls.bench.loadgen import build_requests, http_get, run_load
 from imgcls.bench.servers import (
     HOST,
@@ -117,15 +117,11 @@ def run_imgcls_http(models: list[BenchModel], photos: list[tuple[str, bytes]], p
 
     Returns (rows, facts about each server: start-to-ready seconds, torch loaded or not).
     """
-    from imgcls.bench.model_latency import runtime_label
-
     rows: list[HttpRow] = []
     facts: dict = {}
-    servers = [(model, precision, "onnxruntime") for model in models for precision in model.precisions]
-    servers += [(model, precision, "openvino") for model in models for precision in model.openvino]
-    for model, precision, runtime in servers:
+    for model, precision, runtime in runtime_plan(models):
         # One server per precision, started with it as the default: only that session is loaded.
-        label = runtime_label(model, precision, runtime)
+        label = model.runtime_label(precision, runtime)
         suffix = "" if runtime == "onnxruntime" else f"-{label}"
         progress(f"http: starting imgcls serve with {model.key} {precision} on {label}")
         extra = [] if runtime == "onnxruntime" else ["--runtime", runtime]

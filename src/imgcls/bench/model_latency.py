@@ -19,7 +19,7 @@ import numpy as np
 from imgcls.bench.data import BenchModel
 from imgcls.bench.stats import percentile
 
-__all__ = ["ModelRow", "run_model_section", "PROTOTYPE_MS", "prepared_inputs", "runtime_label", "open_runtime"]
+__all__ = ["ModelRow", "run_model_section", "PROTOTYPE_MS", "prepared_inputs"]
 
 # The issue's prototype figures on this machine (ONNX Runtime, batch 1, 2 threads), upper ends;
 # the target is to stay within 1.3x of them.
@@ -86,31 +86,12 @@ def time_calls(run: Callable[[np.ndarray], np.ndarray], inputs: np.ndarray, batc
     return samples, cpu_ms, i
 
 
-def runtime_label(model: BenchModel, precision: str, runtime: str) -> str:
-    """How tables name a runtime: "onnxruntime", or "openvino-bf16" / "openvino-f32"."""
-    if runtime == "openvino":
-        return f"openvino-{model.openvino[precision]['inference_precision']}"
-    return runtime
-
-
-def open_runtime(model: BenchModel, precision: str, runtime: str, threads: int, concurrent_calls: int = 1):
-    """A runtime on the model's verified artifact: ONNX Runtime, or OpenVINO when verified on it."""
-    if runtime == "openvino":
-        from imgcls.runtimes.openvino import OpenVinoRuntime
-
-        return OpenVinoRuntime(model.precisions[precision], threads=threads,
-                               precision=model.openvino[precision]["inference_precision"], streams=concurrent_calls)
-    from imgcls.runtimes.onnx import OnnxRuntime
-
-    return OnnxRuntime(model.precisions[precision], threads=threads)
-
-
 def _runtimes(model: BenchModel, precision: str, threads: int, include_torch: bool):
     """(runtime name, factory) pairs for one model/precision/threads."""
-    out = [("onnxruntime", lambda: open_runtime(model, precision, "onnxruntime", threads))]
+    out = [("onnxruntime", lambda: model.open_runtime(precision, "onnxruntime", threads))]
     if precision in model.openvino:
-        out.append((runtime_label(model, precision, "openvino"), lambda: open_runtime(model, precision, "openvino",
-                                                                                       threads)))
+        out.append((model.runtime_label(precision, "openvino"), lambda: model.open_runtime(precision, "openvino",
+                                                                                            threads)))
     if include_torch and precision == "fp32" and model.key == "resnet18":
         def make_torch():
             from imgcls.runtimes.torch_ref import TorchRuntime

@@ -225,16 +225,13 @@ def server_workers(server_args: list[str]) -> int:
 
 def _breakdown(models, photos, http_rows: list[dict], settings: BenchSettings, progress) -> dict:
     from imgcls.bench import breakdown
+    from imgcls.bench.data import runtime_plan
 
     cores = len(os.sched_getaffinity(0))
     reference_c = 8 if 8 in settings.concurrency else max(settings.concurrency)
     rows = []
-    from imgcls.bench.model_latency import runtime_label
-
-    plan = [(model, precision, "onnxruntime") for model in models for precision in model.precisions]
-    plan += [(model, precision, "openvino") for model in models for precision in model.openvino]
-    for model, precision, runtime in plan:
-        label = runtime_label(model, precision, runtime)
+    for model, precision, runtime in runtime_plan(models):
+        label = model.runtime_label(precision, runtime)
         http_row = next((r for r in http_rows if r["model"] == model.key and r["precision"] == precision
                          and r.get("runtime", "onnxruntime") == label and r["concurrency"] == reference_c), None)
         batch = round(http_row["mean_batch"]) if http_row and http_row.get("mean_batch") else 1
