@@ -48,3 +48,29 @@ def test_each_target_reads_its_own_runtime_row():
 def test_without_openvino_rows_there_is_no_openvino_target():
     found = [t["target"] for t in targets(_doc([_row("resnet18", "fp32", 8, 30.0)]))]
     assert "HTTP ResNet-18 FP32 c8 vs baseline" in found and not any("openvino" in t for t in found)
+
+
+def _latency(model, runtime, precision, median, batch=1, threads=2):
+    return {"model": model, "runtime": runtime, "precision": precision, "batch": batch, "threads": threads,
+            "calls": 10, "median_ms": median, "p90_ms": median + 1, "cpu_ms": median, "samples_ms": []}
+
+
+def test_model_only_targets_score_the_prototype_setting_and_show_the_serving_one():
+    doc = _doc([])
+    doc["model_latency"] = [
+        _latency("lite0", "onnxruntime", "int8", 4.2),  # serving setting, over 2.7 x 1.3 = 3.51
+        _latency("lite0", "onnxruntime-spin", "int8", 2.4),  # ORT defaults, as the prototype
+        _latency("lite0", "onnxruntime", "fp32", 6.0),  # no spinning row: scored as before
+        _latency("lite0", "onnxruntime-spin", "int8", 9.0, batch=4),  # only batch 1 / 2 threads count
+        _latency("resnet18", "openvino-bf16", "fp32", 13.0),
+    ]
+    found = {t["target"]: t for t in targets(doc)}
+    assert {name: (t["ok"], t["scored"]) for name, t in found.items() if name.startswith("model-only")} == {
+        "model-only lite0 int8 (serving setting: spinning off) b1 t2": (False, False),
+        "model-only lite0 int8 (ORT defaults, as the prototype) b1 t2": (True, True),
+        "model-only lite0 fp32 (serving setting: spinning off) b1 t2": (True, True),
+        "model-only resnet18 fp32 on openvino-bf16 b1 t2": (False, True),
+    }
+    text = markdown(doc)
+    assert "| model-only lite0 int8 (serving setting: spinning off) b1 t2 | <= 3.51 ms | 4.2 ms | info: over |" in text
+    assert "| model-only resnet18 fp32 on openvino-bf16 b1 t2 | <= 12.87 ms | 13.0 ms | **miss** |" in text

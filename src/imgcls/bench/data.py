@@ -106,8 +106,10 @@ class BenchModel:
             return f"openvino-{self.openvino[precision]['inference_precision']}"
         return runtime
 
-    def open_runtime(self, precision: str, runtime: str, threads: int, concurrent_calls: int = 1):
-        """A runtime on this model's verified artifact: ONNX Runtime, or OpenVINO when verified on it."""
+    def open_runtime(self, precision: str, runtime: str, threads: int, concurrent_calls: int = 1,
+                     spinning: bool = False):
+        """A runtime on this model's verified artifact: ONNX Runtime (``spinning``: its idle threads
+        spin, ONNX Runtime's default), or OpenVINO when verified on it."""
         if runtime == "openvino":
             from imgcls.runtimes.openvino import OpenVinoRuntime
 
@@ -115,7 +117,7 @@ class BenchModel:
                                    precision=self.openvino[precision]["inference_precision"], streams=concurrent_calls)
         from imgcls.runtimes.onnx import OnnxRuntime
 
-        return OnnxRuntime(self.precisions[precision], threads=threads)
+        return OnnxRuntime(self.precisions[precision], threads=threads, spinning=spinning)
 
 
 def runtime_plan(models: list[BenchModel]) -> list[tuple[BenchModel, str, str]]:
