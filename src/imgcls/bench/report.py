@@ -239,49 +239,65 @@ def _short(precision: str) -> str:
 
 
 def write_chart(doc: dict, path: Path) -> Path | None:
-    """A PNG of latency distributions: model-only (batch 1) and HTTP at the reference concurrency, plus req/s."""
+    """A PNG of latency distributions: model-only (batch 1) and HTTP at the reference concurrency, plus req/s.
+
+    Horizontal boxes and bars, one labelled line per configuration: with ONNX Runtime, OpenVINO
+    and PyTorch rows there are too many for labels under vertical boxes.
+    """
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import FuncFormatter
     except ImportError:
         return None
-    fig, axes = plt.subplots(1, 3, figsize=(18, 6))
-    model_rows = [r for r in doc.get("model_latency", []) if r["batch"] == 1 and r["threads"] == max(doc["settings"]["threads"])]
+    plain = FuncFormatter(lambda value, _: f"{value:g}")  # 3 and 40, not 3x10^0 and 4x10^1
+    threads = max(doc["settings"]["threads"])
+    model_rows = [r for r in doc.get("model_latency", []) if r["batch"] == 1 and r["threads"] == threads]
+    c_ref = 8 if 8 in doc["settings"]["concurrency"] else max(doc["settings"]["concurrency"])
+    all_rows = doc.get("http", []) + (doc.get("baseline") or {}).get("rows", [])
+    http_rows = [r for r in all_rows if r["concurrency"] == c_ref]
+    labels = sorted({(r["system"], r["model"], _shown_precision(r)) for r in all_rows}, key=lambda k: (k[0] != "imgcls", k))
+    heights = [max(2.0, 0.32 * n + 1.0) for n in (len(model_rows), len(http_rows), len(labels))]
+    fig, axes = plt.subplots(3, 1, figsize=(11, sum(heights)), gridspec_kw={"height_ratios": heights})
+
     ax = axes[0]
     if model_rows:
-        ax.boxplot([r["samples_ms"] for r in model_rows], showfliers=False)
-        ax.set_xticks(range(1, len(model_rows) + 1),
-                      [f"{r['model']}\n{r['runtime']}\n{r['precision']}" for r in model_rows], fontsize=8)
-        ax.set_yscale("log")
-    ax.set_title(f"Model only, batch 1, {max(doc['settings']['threads'])} threads (ms/image)")
-    ax.set_ylabel("ms")
-    c_ref = 8 if 8 in doc["settings"]["concurrency"] else max(doc["settings"]["concurrency"])
-    http_rows = [r for r in doc.get("http", []) + (doc.get("baseline") or {}).get("rows", []) if r["concurrency"] == c_ref]
+        ax.boxplot([r["samples_ms"] for r in model_rows], vert=False, showfliers=False)
+        ax.set_yticks(range(1, len(model_rows) + 1),
+                      [f"{r['model']} {r['precision']} {r['runtime']}" for r in model_rows], fontsize=8)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(plain)
+        ax.xaxis.set_minor_formatter(plain)
+        ax.invert_yaxis()
+    ax.set_title(f"Model only, batch 1, {threads} threads (ms/image, log)")
+
     ax = axes[1]
     if http_rows:
-        ax.boxplot([r["samples_ms"] or [0] for r in http_rows], showfliers=False)
-        ax.set_xticks(range(1, len(http_rows) + 1),
-                      [f"{r['system']}\n{r['model']}\n{_short(_shown_precision(r))}" for r in http_rows], fontsize=8)
-        ax.set_yscale("log")
+        ax.boxplot([r["samples_ms"] or [0] for r in http_rows], vert=False, showfliers=False)
+        ax.set_yticks(range(1, len(http_rows) + 1),
+                      [f"{r['system']} {r['model']} {_short(_shown_precision(r))}" for r in http_rows], fontsize=8)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(plain)
+        ax.xaxis.set_minor_formatter(plain)
+        ax.invert_yaxis()
     ax.set_title(f"HTTP latency at concurrency {c_ref} (ms, log)")
-    ax.set_ylabel("ms")
+
     ax = axes[2]
-    all_rows = doc.get("http", []) + (doc.get("baseline") or {}).get("rows", [])
-    labels = sorted({(r["system"], r["model"], _shown_precision(r)) for r in all_rows}, key=lambda k: (k[0] != "imgcls", k))
     levels = doc["settings"]["concurrency"]
-    width = 0.8 / max(1, len(levels))
+    height = 0.8 / max(1, len(levels))
     for i, c in enumerate(levels):
         values = [next((r["result"]["rps"] for r in all_rows if (r["system"], r["model"], _shown_precision(r)) == lab
                         and r["concurrency"] == c), 0) for lab in labels]
-        ax.bar([x + i * width for x in range(len(labels))], values, width, label=f"concurrency {c}")
-    ax.set_xticks([x + width * (len(levels) - 1) / 2 for x in range(len(labels))],
-                  [f"{s}\n{m}\n{_short(p)}" for s, m, p in labels], fontsize=8)
+        ax.barh([y + i * height for y in range(len(labels))], values, height, label=f"concurrency {c}")
+    ax.set_yticks([y + height * (len(levels) - 1) / 2 for y in range(len(labels))],
+                  [f"{s} {m} {_short(p)}" for s, m, p in labels], fontsize=8)
+    ax.invert_yaxis()
     ax.set_title("Throughput (req/s)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="lower right")
     fig.suptitle(f"imgcls bench {doc['started']} ({doc['machine']['cores']} cores)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.98))
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
