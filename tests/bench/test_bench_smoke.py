@@ -52,6 +52,7 @@ def test_tiny_benchmark_runs_every_section(tmp_path, imgcls_home, lite0_int8):
         assert row["result"]["p50_ms"] <= row["result"]["p99_ms"]
         assert row["server_cpu_ms_per_request"] > 0 and row["server_peak_rss_mb"] > 50
         assert row["mean_batch"] is not None and 1 <= row["mean_batch"] <= 2  # from the server's /metrics
+        assert 0 < row["host_probe_ms"] < 1000  # decode + resize of one dev photo, timed before the window
     assert doc["servers"]["lite0-int8"]["torch_loaded"] is False
 
     memory = doc["memory"]

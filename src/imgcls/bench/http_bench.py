@@ -4,6 +4,10 @@ Every figure comes from real processes on loopback: the server under test is sta
 subprocess, loaded by ``imgcls.bench.loadgen`` (closed loop, one JPEG per request, dev photos
 cycled), and observed from outside (psutil CPU time and RSS) and through its own ``/metrics``
 (batch sizes and model-call time, so the tables show how batching behaved).
+
+Before each load window the benchmark times a fixed piece of CPU work in its own process (decode
+and resize 12 dev photos: ``host_probe_ms``). Shared VMs change speed by 10-30% over minutes;
+with the probe beside each row a window that ran on a slow host is visible, not guessed.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ __all__ = ["HttpRow", "run_imgcls_http", "run_baseline_http", "run_memory", "Mem
 IMGCLS_PATH = "/api/v1/classify"
 BASELINE_PATH = "/predict"
 MAX_SAMPLES = 600  # latency samples kept per row for the chart and the JSON
+PROBE_PHOTOS = 12
 
 
 @dataclass
@@ -54,6 +59,7 @@ class HttpRow:
     mean_model_call_ms: float | None = None
     samples_ms: list[float] = field(default_factory=list, repr=False)
     runtime: str = "onnxruntime"  # or "openvino-bf16" / "openvino-f32"
+    host_probe_ms: float | None = None  # see host_probe_ms(), taken just before this row's window
 
     @property
     def rps(self) -> float:
@@ -84,6 +90,22 @@ def scrape_batching(port: int, precision: str) -> dict[str, float]:
         if match and f'precision="{precision}"' in match.group(2):
             totals[match.group(1)] = totals.get(match.group(1), 0.0) + float(match.group(3))
     return totals
+
+
+def host_probe_ms(photos: list[tuple[str, bytes]], rounds: int = 3) -> float:
+    """Core-ms to decode and resize one dev photo here and now (median of ``rounds`` passes over
+    the first ``PROBE_PHOTOS``): the same work every time, so it tracks the host's speed."""
+    from imgcls.catalog.entries import EFFICIENTNET_LITE0
+    from imgcls.preprocess import decode_image, resize_and_crop
+
+    blobs = [data for _, data in photos[:PROBE_PHOTOS]]
+    passes = []
+    for _ in range(rounds):
+        started = time.thread_time()
+        for blob in blobs:
+            resize_and_crop(decode_image(blob).image, EFFICIENTNET_LITE0.preprocessing)
+        passes.append((time.thread_time() - started) * 1000 / len(blobs))
+    return round(median(passes), 2)
 
 
 def _measure(server: ServerProcess, requests: list[bytes], concurrency: int, plan: HttpPlan, expect: bytes,
@@ -132,10 +154,11 @@ def run_imgcls_http(models: list[BenchModel], photos: list[tuple[str, bytes]], p
             requests = build_requests(photos, HOST, server.port, f"{IMGCLS_PATH}?precision={precision}")
             for concurrency in plan.concurrency:
                 progress(f"http: imgcls {model.key} {precision} {label} concurrency {concurrency}")
+                probe = host_probe_ms(photos)
                 summary, samples, cpu, rss, batch, call = _measure(server, requests, concurrency, plan,
                                                                    b'"top"', precision)
                 rows.append(HttpRow("imgcls", model.key, precision, concurrency, summary, cpu, round(rss, 1),
-                                    batch, call, samples, runtime=label))
+                                    batch, call, samples, runtime=label, host_probe_ms=probe))
     return rows, facts
 
 
@@ -152,9 +175,10 @@ def run_baseline_http(venv: Path, app: Path, weights: Path | None, photos: list[
         requests = build_requests(photos, HOST, server.port, BASELINE_PATH)
         for concurrency in plan.concurrency:
             progress(f"baseline: concurrency {concurrency}")
+            probe = host_probe_ms(photos)
             summary, samples, cpu, rss, _, _ = _measure(server, requests, concurrency, plan, b'"label"', None)
             rows.append(HttpRow("baseline", "resnet18", label, concurrency, summary, cpu,
-                                round(rss, 1), samples_ms=samples))
+                                round(rss, 1), samples_ms=samples, host_probe_ms=probe))
         facts["peak_rss_mb_kernel"] = round((server.peak_rss_kernel() or 0) / 2**20, 1)
     return rows, facts
 

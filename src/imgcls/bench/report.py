@@ -45,6 +45,11 @@ def _openvino_label(doc: dict, model: str, precision: str) -> str | None:
                  and _runtime(r).startswith("openvino")), None)
 
 
+def _probe(row: dict) -> str:
+    """The host speed probe taken before the row's window (absent in results from before it existed)."""
+    return f"{row['host_probe_ms']:.2f}" if row.get("host_probe_ms") else ""
+
+
 def _shown_precision(row: dict) -> str:
     """The precision column: the runtime is named when it is not ONNX Runtime."""
     runtime = _runtime(row)
@@ -150,9 +155,10 @@ def print_report(doc: dict, console: Console | None = None) -> None:
     if "http" in doc or "baseline" in doc:
         ratios = baseline_ratios(doc)
         table = Table(title="2-3. HTTP, one JPEG per request (closed loop); ratio = req/s / baseline req/s "
-                            "(mean of the baseline's passes before and after imgcls)")
+                            "(mean of the baseline's passes before and after imgcls); host probe = core-ms to decode "
+                            "and resize one photo, timed before the window (higher = the host ran slower)")
         for col in ("system", "model", "precision", "conc.", "req/s", "p50 ms", "p99 ms", "errors", "ratio",
-                    "batch", "server CPU ms/req", "client CPU ms/req", "peak RSS MB"):
+                    "batch", "server CPU ms/req", "client CPU ms/req", "peak RSS MB", "host probe"):
             table.add_column(col, justify="left" if col in ("system", "model", "precision") else "right")
         rows = doc.get("http", []) + (doc.get("baseline") or {}).get("rows", [])
         for r in rows:
@@ -162,7 +168,7 @@ def print_report(doc: dict, console: Console | None = None) -> None:
                           f"{res['p50_ms']:.1f}", f"{res['p99_ms']:.1f}", str(res["errors"]),
                           f"{ratio:.2f}x" if ratio else "", f"{r['mean_batch']:.2f}" if r.get("mean_batch") else "",
                           f"{r['server_cpu_ms_per_request']:.2f}", f"{res['client_cpu_ms_per_request']:.3f}",
-                          f"{r['server_peak_rss_mb']:.0f}")
+                          f"{r['server_peak_rss_mb']:.0f}", _probe(r))
         console.print(table)
     memory = doc.get("memory")
     if memory:
@@ -326,14 +332,15 @@ def markdown(doc: dict) -> str:
     if rows:
         ratios = baseline_ratios(doc)
         out += ["| system | model | precision | concurrency | req/s | p50 ms | p99 ms | errors | x baseline | mean batch "
-                "| server CPU ms/req | client CPU ms/req | peak RSS MB |", "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+                "| server CPU ms/req | client CPU ms/req | peak RSS MB | host probe core-ms |",
+                "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
         for r in rows:
             res = r["result"]
             ratio = ratios.get(_ratio_key(r)) if r["system"] == "imgcls" else None
             out.append(f"| {r['system']} | {r['model']} | {_shown_precision(r)} | {r['concurrency']} | {res['rps']:.1f} "
                        f"| {res['p50_ms']:.1f} | {res['p99_ms']:.1f} | {res['errors']} | {f'{ratio:.2f}x' if ratio else ''} "
                        f"| {r['mean_batch'] or ''} | {r['server_cpu_ms_per_request']:.2f} "
-                       f"| {res['client_cpu_ms_per_request']:.3f} | {r['server_peak_rss_mb']:.0f} |")
+                       f"| {res['client_cpu_ms_per_request']:.3f} | {r['server_peak_rss_mb']:.0f} | {_probe(r)} |")
         out.append("")
     memory = doc.get("memory")
     if memory:
