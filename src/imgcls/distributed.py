@@ -13,7 +13,9 @@ Guarantees:
   ``<output>.parts/`` — each written to a temporary name and renamed, so a killed run leaves only
   whole parts. The final output is written the same way (temp file, then rename).
 * Re-running on the same output skips paths already classified successfully by the same model
-  (existing output and leftover parts both count); error rows are retried.
+  (existing output and leftover parts both count); error rows are retried. Kept rows are
+  relabelled in the language asked for (class indices and scores do not depend on it), so a
+  re-run with another ``--lang`` never leaves a file in two languages.
 * Ray is optional (``pip install 'imgcls[ray]'``): this module imports ray and pyarrow only inside
   functions, so importing it — or anything else in imgcls — never needs them.
 
@@ -39,7 +41,7 @@ from imgcls.errors import ImgclsError, InputError, ModelError
 
 __all__ = [
     "FORMATS", "RESULT_COLUMNS", "InferenceActor", "decode_batch", "list_sources", "merge_rows", "parts_dir",
-    "predict_with_ray", "read_results", "write_results",
+    "predict_with_ray", "read_results", "relabel_rows", "write_results",
 ]
 
 FORMATS = (".parquet", ".csv", ".jsonl")
@@ -288,9 +290,22 @@ def merge_rows(*row_lists: list[dict]) -> list[dict]:
     return [merged[path] for path in sorted(merged)]
 
 
-def _done(rows: list[dict], model: str, k: int) -> set[str]:
-    """Paths that need no more work: classified without error by this model with this top-k."""
-    return {r["path"] for r in rows if not r["error"] and r["model"] == model and len(r["top_indices"]) == k}
+def _done(rows: list[dict], model: str, k: int, n_classes: int) -> set[str]:
+    """Paths that need no more work: classified without error by this model with this top-k
+    (and class indices this model has: a hand-edited or foreign file is classified again)."""
+    return {r["path"] for r in rows if not r["error"] and r["model"] == model and len(r["top_indices"]) == k
+            and all(0 <= i < n_classes for i in r["top_indices"])}
+
+
+def relabel_rows(rows: list[dict], model: str, labels: tuple[str, ...]) -> list[dict]:
+    """Rows of ``model`` with their labels rewritten from their class indices in ``labels`` (the
+    language asked for); other rows, and rows with indices outside ``labels``, unchanged."""
+    out = []
+    for row in rows:
+        if row["model"] == model and not row["error"] and all(0 <= i < len(labels) for i in row["top_indices"]):
+            row = {**row, "top_labels": [labels[i] for i in row["top_indices"]]}
+        out.append(row)
+    return out
 
 
 def _read_parts(folder: Path) -> list[dict]:
@@ -410,7 +425,8 @@ def _predict(paths, model, precision, top_k, lang, output, batch_size, actors, a
 
     existing = read_results(output) if output.exists() else []
     folder = parts_dir(output)
-    done = _done(merge_rows(existing, _read_parts(folder)), spec.name, k)
+    labels = spec.labels(lang)
+    done = _done(merge_rows(existing, _read_parts(folder)), spec.name, k, len(labels))
     pending = [p for p in files if p not in done]
     console_err.print(f"{len(files)} files: {len(files) - len(pending)} already classified, "
                       f"{len(pending)} to classify with {spec.name} ({precision}"
@@ -421,7 +437,7 @@ def _predict(paths, model, precision, top_k, lang, output, batch_size, actors, a
         console_err.print(f"Classified {len(pending)} files in {seconds:.1f} s "
                           f"({len(pending) / seconds:.1f} images/s, actor start-up included).")
 
-    final = merge_rows(existing, _read_parts(folder))
+    final = relabel_rows(merge_rows(existing, _read_parts(folder)), spec.name, labels)
     write_results(final, output)
     shutil.rmtree(folder, ignore_errors=True)  # merged into the output, which was renamed into place
     listed = set(files)

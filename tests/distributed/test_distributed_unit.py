@@ -8,7 +8,16 @@ import sys
 
 import pytest
 
-from imgcls.distributed import list_sources, merge_rows, parts_dir, predict_with_ray, read_results, write_results
+from imgcls.catalog import resolve_model
+from imgcls.distributed import (
+    list_sources,
+    merge_rows,
+    parts_dir,
+    predict_with_ray,
+    read_results,
+    relabel_rows,
+    write_results,
+)
 from imgcls.errors import InputError
 
 
@@ -110,7 +119,23 @@ def test_complete_output_needs_no_cluster(tmp_path, capsys, lite0_fp32):
     done["top_indices"], done["top_labels"] = [1, 2, 3, 4, 5], ["a", "b", "c", "d", "e"]
     write_results([done, row("/elsewhere.jpg")], output)
     parts_dir(output).mkdir()  # a stale, empty parts folder from a crash is cleaned up
-    assert predict_with_ray([str(image)], model="efficientnet_lite0", output=output) == 0
+    assert predict_with_ray([str(image)], model="efficientnet_lite0", output=output, lang="zh") == 0
     assert "1 already classified, 0 to classify" in " ".join(capsys.readouterr().err.split())
-    assert [r["path"] for r in read_results(output)] == ["/elsewhere.jpg", str(image)]  # other rows are kept
+    rows = read_results(output)
+    assert [r["path"] for r in rows] == ["/elsewhere.jpg", str(image)]  # other rows are kept
     assert not parts_dir(output).exists()
+    # The kept row now speaks the language asked for; its indices and scores are untouched.
+    zh = resolve_model("efficientnet_lite0").labels("zh")
+    assert rows[1]["top_labels"] == [zh[i] for i in (1, 2, 3, 4, 5)] and rows[1]["top_scores"] == done["top_scores"]
+    assert rows[0]["top_labels"] == row("/elsewhere.jpg")["top_labels"]  # another model's row: as it was
+
+
+def test_relabel_rows_only_touches_valid_rows_of_the_model():
+    labels = ("zero", "one", "two")
+    ok = {**row("/a", model="m"), "top_indices": [2, 0], "top_labels": ["x", "y"]}
+    foreign = {**row("/b", model="m"), "top_indices": [7, 0], "top_labels": ["x", "y"]}  # not this model's classes
+    failed = {**row("/c", model="m", error="bad"), "top_indices": [], "top_labels": []}
+    other = {**row("/d", model="n"), "top_indices": [1, 2], "top_labels": ["x", "y"]}
+    out = relabel_rows([ok, foreign, failed, other], "m", labels)
+    assert [r["top_labels"] for r in out] == [["two", "zero"], ["x", "y"], [], ["x", "y"]]
+    assert ok["top_labels"] == ["x", "y"]  # the input rows are not modified

@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from imgcls.catalog import resolve_model
 from imgcls.distributed import parts_dir, read_results, write_results
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -117,9 +118,11 @@ def test_resume_from_an_existing_csv_retries_errors(corpus, reference, match_ref
     successes = [r for r in rows if not r["error"]]
     dropped = {r["path"] for r in successes[::5][:10]}
     existing = [r for r in rows if r["path"] not in dropped]
+    zh, en = resolve_model(MODEL).labels("zh"), resolve_model(MODEL).labels("en")
     for r in existing:
         if not r["error"]:
             r["top_scores"] = SENTINEL
+            r["top_labels"] = [zh[i] for i in r["top_indices"]]  # as a run with --lang zh wrote them
     output = tmp_path / "results.csv"
     write_results(existing, output)
 
@@ -131,7 +134,9 @@ def test_resume_from_an_existing_csv_retries_errors(corpus, reference, match_ref
     assert counts(proc.stderr) == (len(successes) - len(dropped), len(dropped) + errors)
     final = read_results(output)
     assert sorted(r["path"] for r in final) == sorted(tree_paths)
-    assert sum(r["top_scores"] == SENTINEL for r in final) == len(successes) - len(dropped)
+    kept = [r for r in final if r["top_scores"] == SENTINEL]
+    assert len(kept) == len(successes) - len(dropped)
+    assert all(r["top_labels"] == [en[i] for i in r["top_indices"]] for r in kept)  # relabelled, not redone
     redone = [r for r in final if r["top_scores"] != SENTINEL]
     assert {r["path"] for r in redone} == dropped | set(corpus["corrupt"])
     match_reference(redone, [r["path"] for r in redone])
