@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from rel_catalogue import record
-from rel_server import BODY_TIMEOUT_S, CLASSIFY, expect_error, head, multipart, raw_exchange
+from rel_server import BODY_TIMEOUT_S, CATALOGUE_ARGS, CLASSIFY, expect_error, head, multipart, raw_exchange
 
 pytestmark = pytest.mark.timeout(300)
 SECTION = "Body and multipart"
@@ -271,3 +271,27 @@ def test_oversized_request_headers(rel_server):
     response = raw_exchange(rel_server.port, request, b"", timeout=15)
     expect_error(rel_server, CONNECTION, "200 KB of request headers", response, {431}, "headers_too_large",
                  max_seconds=5)
+
+
+def test_one_connection_over_the_limit_gets_a_json_503_and_the_rest_are_served(start_rel_server, jpeg):
+    """uvicorn's own answer at its connection limit is a plain-text 503; ours keeps the JSON contract."""
+    server = start_rel_server([*CATALOGUE_ARGS, "--max-connections", "4"])
+    held = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(4)]
+    try:
+        time.sleep(0.3)  # let the server register all four
+        response = raw_exchange(server.port, head("GET", server.port, "/api/v1/models"), b"", timeout=10)
+        expect_error(server, CONNECTION, "one connection over --max-connections (4 held open)", response, {503},
+                     "too_many_connections", max_seconds=5, clean=False)
+        assert response.headers.get("retry-after") == "1" and response.headers.get("connection") == "close"
+        # An upload over the limit is refused the same way (its body is read and dropped, not left hanging).
+        body, content_type = multipart([("file", b"photo.jpg", jpeg)])
+        upload = raw_exchange(server.port, head("POST", server.port, headers={
+            "Content-Type": content_type, "Content-Length": str(len(body))}), body, timeout=10)
+        assert upload.status == 503 and upload.json()["error"]["code"] == "too_many_connections"
+    finally:
+        for sock in held:
+            sock.close()
+    time.sleep(0.3)
+    with httpx.Client(base_url=server.url, timeout=30) as client:  # room again: served normally
+        assert client.post("/api/v1/classify", files={"file": ("photo.jpg", jpeg)}).status_code == 200
+    assert b"connection limit (4) is reached" in server.log_bytes()

@@ -79,6 +79,9 @@ def serve(
              "proxy. Other names are refused (DNS-rebinding protection). Env: IMGCLS_ALLOWED_HOSTS (comma-separated)."),
     body_timeout: float = typer.Option(30.0, "--body-timeout", envvar="IMGCLS_BODY_TIMEOUT", min=0.1,
                                        help="Seconds a client gets to send a whole upload (slow clients get 408)."),
+    max_connections: int = typer.Option(500, "--max-connections", envvar="IMGCLS_MAX_CONNECTIONS", min=1, max=100_000,
+                                        help="Open connections (and requests in progress) the server holds; one more "
+                                             "gets a JSON 503 with Retry-After and is closed."),
     drain_seconds: float = typer.Option(1.0, "--drain-seconds", envvar="IMGCLS_DRAIN_SECONDS", min=0,
                                         help="On SIGTERM, report not-ready and answer 503 this long before closing."),
     graceful_timeout: float = typer.Option(10.0, "--graceful-timeout", envvar="IMGCLS_GRACEFUL_TIMEOUT", min=0,
@@ -101,7 +104,7 @@ def serve(
         max_queue=max_queue, max_upload_mb=max_upload_mb, max_files=max_files, threads=threads, solo_threads=solo_threads, model_workers=model_workers,
         decode_threads=decode_threads, draft=draft, api_key=api_key or None,
         allowed_hosts=list(allowed_host or []) or _split_env("IMGCLS_ALLOWED_HOSTS"),
-        body_timeout_s=body_timeout, drain_seconds=drain_seconds, graceful_timeout_s=graceful_timeout,
+        body_timeout_s=body_timeout, max_connections=max_connections, drain_seconds=drain_seconds, graceful_timeout_s=graceful_timeout,
         log_level=log_level.value, warmup_delay_s=warmup_delay,
     )
     if not is_loopback_host(host) and not config.api_key:

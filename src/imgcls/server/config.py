@@ -56,6 +56,7 @@ class ServerConfig:
     api_key: str | None = None  # protects /api/* and /metrics when set
     allowed_hosts: list[str] = field(default_factory=list)  # extra Host names accepted (DNS-rebinding guard)
     body_timeout_s: float = 30.0  # an upload must arrive completely within this time (slow-client guard)
+    max_connections: int = 500  # open connections + requests in progress; beyond -> JSON 503 and close
     drain_seconds: float = 1.0  # after SIGTERM: answer 503 / not-ready this long before closing the listener
     graceful_timeout_s: float = 10.0  # then wait at most this long for in-flight requests
     log_level: str = "info"
@@ -88,6 +89,7 @@ class ServerConfig:
             (self.solo_threads is None or 1 <= self.solo_threads <= 256, "--solo-threads must be between 1 and 256."),
             (self.model_workers is None or 1 <= self.model_workers <= 64, "--model-workers must be between 1 and 64."),
             (self.body_timeout_s > 0, "--body-timeout must be above 0 seconds."),
+            (1 <= self.max_connections <= 100_000, "--max-connections must be between 1 and 100000."),
             (self.drain_seconds >= 0 and self.graceful_timeout_s >= 0, "shutdown timings must be >= 0."),
             (self.log_level in ("debug", "info", "warning", "error"), "--log-level must be debug, info, warning or error."),
         ]

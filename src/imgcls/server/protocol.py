@@ -9,8 +9,10 @@ slots, a handful of such clients lock everyone else out. This subclass adds:
 * a **header deadline**: the request line and headers must arrive within ``header_timeout_s``
   of the connection opening (or of the first byte of a later keep-alive request) -> 408 and close;
 * a **header size cap** (``max_header_bytes`` for the request line plus all headers) -> 431 and close;
-* JSON for the protocol-level 400 uvicorn sends on an unparsable request (a plain-text body
-  would break the ``{"error": {"code", "message"}}`` contract clients rely on).
+* JSON for the protocol-level 400 uvicorn sends on an unparsable request, and for the 503 it
+  sends when the connection limit (``--max-connections``, uvicorn's ``limit_concurrency``) is
+  reached (a plain-text body would break the ``{"error": {"code", "message"}}`` contract clients
+  rely on; the 503 also carries ``Retry-After`` like the server's other overload answers).
 
 The body has its own deadline and cap in ``uploads.read_uploads``.
 """
@@ -32,6 +34,16 @@ def _error_bytes(status: int, reason: str, code: str, message: str) -> bytes:
     head = (f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
             "cache-control: no-store\r\nconnection: close\r\n\r\n").encode()
     return head + body
+
+
+async def _connection_limit_reached(scope, receive, send) -> None:
+    """The ASGI app a request gets when the connection limit is reached (uvicorn's own is plain text)."""
+    body = json.dumps({"error": {"code": "too_many_connections",
+                                 "message": "The server has too many open connections; try again shortly."}}).encode()
+    await send({"type": "http.response.start", "status": 503,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"retry-after", b"1"), (b"cache-control", b"no-store"), (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
@@ -70,7 +82,19 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._end_header_phase()
-        super().on_headers_complete()
+        limit = self.limit_concurrency
+        if limit is None or (len(self.connections) < limit and len(self.tasks) < limit):
+            super().on_headers_complete()
+            return
+        # The same test uvicorn makes, answered with our JSON app instead of its plain-text one:
+        # uvicorn's full request cycle still runs (the body is drained, the connection closed).
+        self.logger.warning("refused a request: the connection limit (%d) is reached", limit)
+        app = self.app
+        self.app, self.limit_concurrency = _connection_limit_reached, None
+        try:
+            super().on_headers_complete()
+        finally:
+            self.app, self.limit_concurrency = app, limit
 
     def data_received(self, data: bytes) -> None:
         if self._awaiting_headers:

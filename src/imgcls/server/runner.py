@@ -147,7 +147,7 @@ def run_server(config: ServerConfig) -> int:
         server_header=False,
         timeout_keep_alive=5,
         timeout_graceful_shutdown=int(UVICORN_GRACE_S),
-        limit_concurrency=500,
+        limit_concurrency=config.max_connections,  # enforced by our protocol, with a JSON 503
     )
     server = ImgclsServer(uv_config, state.lifecycle, drain_seconds=config.drain_seconds,
                           graceful_timeout_s=config.graceful_timeout_s, url=_url(config.host, port))
