@@ -244,6 +244,18 @@ def _short(precision: str) -> str:
     return " ".join([words[0]] + [w for w in words[1:] if w in ("before", "after") or w.startswith("openvino")])
 
 
+def _latency_boxes(ax, samples: list[list[float]], labels: list[str], title: str, formatter) -> None:
+    """Horizontal box plots on a log axis, first row on top."""
+    if samples:
+        ax.boxplot(samples, vert=False, showfliers=False)
+        ax.set_yticks(range(1, len(samples) + 1), labels, fontsize=8)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(formatter)
+        ax.xaxis.set_minor_formatter(formatter)
+        ax.invert_yaxis()
+    ax.set_title(title)
+
+
 def write_chart(doc: dict, path: Path) -> Path | None:
     """A PNG of latency distributions: model-only (batch 1) and HTTP at the reference concurrency, plus req/s.
 
@@ -268,27 +280,12 @@ def write_chart(doc: dict, path: Path) -> Path | None:
     heights = [max(2.0, 0.32 * n + 1.0) for n in (len(model_rows), len(http_rows), len(labels))]
     fig, axes = plt.subplots(3, 1, figsize=(11, sum(heights)), gridspec_kw={"height_ratios": heights})
 
-    ax = axes[0]
-    if model_rows:
-        ax.boxplot([r["samples_ms"] for r in model_rows], vert=False, showfliers=False)
-        ax.set_yticks(range(1, len(model_rows) + 1),
-                      [f"{r['model']} {r['precision']} {r['runtime']}" for r in model_rows], fontsize=8)
-        ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(plain)
-        ax.xaxis.set_minor_formatter(plain)
-        ax.invert_yaxis()
-    ax.set_title(f"Model only, batch 1, {threads} threads (ms/image, log)")
-
-    ax = axes[1]
-    if http_rows:
-        ax.boxplot([r["samples_ms"] or [0] for r in http_rows], vert=False, showfliers=False)
-        ax.set_yticks(range(1, len(http_rows) + 1),
-                      [f"{r['system']} {r['model']} {_short(_shown_precision(r))}" for r in http_rows], fontsize=8)
-        ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(plain)
-        ax.xaxis.set_minor_formatter(plain)
-        ax.invert_yaxis()
-    ax.set_title(f"HTTP latency at concurrency {c_ref} (ms, log)")
+    _latency_boxes(axes[0], [r["samples_ms"] for r in model_rows],
+                   [f"{r['model']} {r['precision']} {r['runtime']}" for r in model_rows],
+                   f"Model only, batch 1, {threads} threads (ms/image, log)", plain)
+    _latency_boxes(axes[1], [r["samples_ms"] or [0] for r in http_rows],
+                   [f"{r['system']} {r['model']} {_short(_shown_precision(r))}" for r in http_rows],
+                   f"HTTP latency at concurrency {c_ref} (ms, log)", plain)
 
     ax = axes[2]
     levels = doc["settings"]["concurrency"]
