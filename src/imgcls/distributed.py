@@ -290,22 +290,22 @@ def merge_rows(*row_lists: list[dict]) -> list[dict]:
     return [merged[path] for path in sorted(merged)]
 
 
+def _is_answer(row: dict, model: str, n_classes: int) -> bool:
+    """A success of ``model`` whose class indices the model has (not a hand-edited or foreign row)."""
+    return not row["error"] and row["model"] == model and all(0 <= i < n_classes for i in row["top_indices"])
+
+
 def _done(rows: list[dict], model: str, k: int, n_classes: int) -> set[str]:
-    """Paths that need no more work: classified without error by this model with this top-k
-    (and class indices this model has: a hand-edited or foreign file is classified again)."""
-    return {r["path"] for r in rows if not r["error"] and r["model"] == model and len(r["top_indices"]) == k
-            and all(0 <= i < n_classes for i in r["top_indices"])}
+    """Paths that need no more work: answered by this model (``_is_answer``) with this top-k;
+    anything else is classified again."""
+    return {r["path"] for r in rows if _is_answer(r, model, n_classes) and len(r["top_indices"]) == k}
 
 
 def relabel_rows(rows: list[dict], model: str, labels: tuple[str, ...]) -> list[dict]:
     """Rows of ``model`` with their labels rewritten from their class indices in ``labels`` (the
     language asked for); other rows, and rows with indices outside ``labels``, unchanged."""
-    out = []
-    for row in rows:
-        if row["model"] == model and not row["error"] and all(0 <= i < len(labels) for i in row["top_indices"]):
-            row = {**row, "top_labels": [labels[i] for i in row["top_indices"]]}
-        out.append(row)
-    return out
+    return [{**row, "top_labels": [labels[i] for i in row["top_indices"]]} if _is_answer(row, model, len(labels))
+            else row for row in rows]
 
 
 def _read_parts(folder: Path) -> list[dict]:

@@ -117,18 +117,23 @@ def targets(doc: dict) -> list[dict]:
     return out
 
 
-def _mark(target: dict) -> str:
-    ok = target["ok"]
-    if not target.get("scored", True):
-        return "[dim]info: " + ("within" if ok else "over") + "[/]"
-    return "[green]ok[/]" if ok else ("[dim]n/a[/]" if ok is None else "[bold red]MISS[/]")
-
-
-def _plain_mark(target: dict) -> str:
+def _verdict(target: dict) -> str:
+    """'ok', 'miss', 'n/a' (not measured), or for rows shown beside a scored one 'info: within/over'."""
     ok = target["ok"]
     if not target.get("scored", True):
         return "info: " + ("within" if ok else "over")
-    return "ok" if ok else ("n/a" if ok is None else "**miss**")
+    return "ok" if ok else ("n/a" if ok is None else "miss")
+
+
+def _mark(target: dict) -> str:
+    verdict = _verdict(target)
+    style = {"ok": "green", "miss": "bold red"}.get(verdict, "dim")
+    return f"[{style}]{verdict.upper() if verdict == 'miss' else verdict}[/]"
+
+
+def _plain_mark(target: dict) -> str:
+    verdict = _verdict(target)
+    return "**miss**" if verdict == "miss" else verdict
 
 
 def print_report(doc: dict, console: Console | None = None) -> None:
