@@ -68,16 +68,36 @@ def test_not_ready_before_warm_up_then_graceful_sigterm(start_server, photos):
     assert time.monotonic() - signalled < 20
 
 
-def test_queue_overflow_answers_503_with_retry_after(start_server, photos):
-    server = start_server(["--model", "efficientnet_lite0", "--max-queue", "1", "--max-batch", "1", "--max-wait-ms", "0"])
+def _burst(server, photos, n: int) -> list[httpx.Response]:
     payloads = [(p.name, p.read_bytes()) for p in photos]
 
     async def burst() -> list[httpx.Response]:
         async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
             return await asyncio.gather(*(client.post("/api/v1/classify", files=[("file", payloads[i % len(payloads)])])
-                                          for i in range(24)))
+                                          for i in range(n)))
 
-    responses = asyncio.run(burst())
+    return asyncio.run(burst())
+
+
+def test_more_clients_than_the_queue_wait_in_line_and_are_all_answered(start_server, photos):
+    server = start_server(["--model", "efficientnet_lite0", "--max-queue", "1", "--max-batch", "1", "--max-wait-ms", "0"])
+    responses = _burst(server, photos, 24)
+    assert [r.status_code for r in responses] == [200] * 24
+    answers: dict[str, set[int]] = {}
+    for r in responses:
+        result = r.json()["results"][0]
+        answers.setdefault(result["filename"], set()).add(result["top"][0]["class_index"])
+    assert len(answers) == len(photos) and all(len(tops) == 1 for tops in answers.values()), answers  # none mixed up
+    with server.client() as client:
+        metrics = client.get("/metrics").text
+    assert re.search(r'^imgcls_requests_waiting\{model="efficientnet_lite0",precision="fp32"\} 0\.0$', metrics, re.M)
+    assert not re.search(r'^imgcls_errors_total\{code="overloaded"\}', metrics, re.M)
+
+
+def test_queue_overflow_answers_503_with_retry_after_when_waiting_is_off(start_server, photos):
+    server = start_server(["--model", "efficientnet_lite0", "--max-queue", "1", "--max-batch", "1", "--max-wait-ms", "0",
+                           "--queue-timeout", "0"])
+    responses = _burst(server, photos, 24)
     statuses = [r.status_code for r in responses]
     assert set(statuses) <= {200, 503}, statuses
     assert 200 in statuses and 503 in statuses, statuses

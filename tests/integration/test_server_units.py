@@ -95,6 +95,100 @@ def test_batcher_admission_is_bounded_and_the_model_error_reaches_every_waiter()
     assert all(isinstance(o, RuntimeError) for o in asyncio.run(main()))
 
 
+def test_tickets_wait_in_line_in_order_and_a_big_request_is_not_overtaken():
+    """Room for 2 images. Requests beyond it wait (no 503) and get room strictly in arrival order;
+    a 3-image request that had its turn waits at the front until the queue is idle, and a
+    request that waits past its deadline gets OverloadedError without disturbing the line."""
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        batcher = MicroBatcher("t", lambda batch, solo: batch, max_queue=2)
+        order: list[str] = []
+
+        async def request(name: str, n: int, hold: asyncio.Event, timeout: float = 5.0):
+            async with batcher.ticket(loop.time() + timeout) as ticket:
+                with await ticket.admit(n):
+                    order.append(name)
+                    await hold.wait()
+
+        holds = {name: asyncio.Event() for name in "abcdef"}
+        a = asyncio.create_task(request("a", 1, holds["a"]))
+        b = asyncio.create_task(request("b", 1, holds["b"]))
+        await asyncio.sleep(0.01)
+        assert order == ["a", "b"] and not batcher.has_room(1) and batcher.depth == 2
+        big = asyncio.create_task(request("big", 3, holds["c"]))  # takes a ticket in line, then needs 3
+        d = asyncio.create_task(request("d", 1, holds["d"]))
+        late = asyncio.create_task(request("late", 1, holds["e"], timeout=0.05))
+        await asyncio.sleep(0.02)
+        assert batcher.waiting == 3 and order == ["a", "b"]
+        with pytest.raises(OverloadedError):
+            await late  # its deadline passed while it waited
+        assert batcher.waiting == 2
+        holds["a"].set()
+        await asyncio.sleep(0.01)
+        # big got a's room for its ticket but needs 3: it gives it back and waits at the front
+        # (more than the queue holds, so it needs the queue idle); d must not overtake it.
+        assert order == ["a", "b"] and batcher.waiting == 2
+        holds["b"].set()
+        await asyncio.sleep(0.01)
+        assert order == ["a", "b", "big"] and batcher.depth == 3
+        holds["c"].set()
+        await asyncio.sleep(0.01)
+        assert order == ["a", "b", "big", "d"]
+        holds["d"].set()
+        await asyncio.gather(a, b, big, d)
+        assert batcher.depth == 0 and batcher.waiting == 0 and batcher.has_room(2)
+
+    asyncio.run(main())
+
+
+def test_a_ticket_without_waiting_time_is_refused_at_once_and_closing_fails_the_line():
+    async def main():
+        loop = asyncio.get_running_loop()
+        batcher = MicroBatcher("t", lambda batch, solo: batch, max_queue=1)
+        async with batcher.ticket(loop.time()):  # room now: no wait needed
+            with pytest.raises(OverloadedError):
+                async with batcher.ticket(loop.time()):  # --queue-timeout 0: 503 at once
+                    pass
+            waiting = asyncio.create_task(batcher.ticket(loop.time() + 60).__aenter__())
+            await asyncio.sleep(0.01)
+            assert batcher.waiting == 1
+            await batcher.close()
+            with pytest.raises(OverloadedError, match="shutting down"):
+                await waiting
+        with pytest.raises(OverloadedError, match="shutting down"):
+            async with batcher.ticket(loop.time() + 60):
+                pass
+
+    asyncio.run(main())
+
+
+def test_byte_budget_lets_declared_bodies_wait_for_their_share():
+    async def main():
+        loop = asyncio.get_running_loop()
+        budget = ByteBudget(100)
+        with budget.lease() as first:
+            await first.reserve(70, loop.time() + 1)
+            first.take(70)  # the arriving bytes use the reservation
+            assert budget.used == 70
+
+            async def second_request():
+                with budget.lease() as second:
+                    await second.reserve(50, loop.time() + 5)
+                    return budget.used
+
+            second = asyncio.create_task(second_request())
+            await asyncio.sleep(0.01)
+            assert not second.done()  # 70 + 50 > 100: it waits instead of failing
+            with pytest.raises(OverloadedError):
+                with budget.lease() as third:
+                    await third.reserve(10, loop.time() + 0.02)  # behind the second in line
+        assert await second == 50  # the first gave back its 70
+        assert budget.used == 0
+
+    asyncio.run(main())
+
+
 def test_upload_reader_keeps_order_and_skips_other_fields():
     data = body(("file", "a.jpg", b"AAA"), ("note", None, b"hello"), ("file", "b.png", b"B" * 5000))
     files = read([data[:7], data[7:100], data[100:]])

@@ -51,7 +51,11 @@ def serve(
                                       help="Longest wait for images already received and still being decoded to "
                                            "share a model call (a lone request never waits)."),
     max_queue: int = typer.Option(32, "--max-queue", envvar="IMGCLS_MAX_QUEUE", min=1,
-                                  help="Images admitted per model at once; beyond that requests get 503 + Retry-After."),
+                                  help="Images in progress per model at once (uploading, decoding, waiting, in the "
+                                       "model); more requests wait in line (see --queue-timeout)."),
+    queue_timeout: float = typer.Option(10.0, "--queue-timeout", envvar="IMGCLS_QUEUE_TIMEOUT", min=0, max=3600,
+                                        help="Seconds a request may wait in line for room (--max-queue, upload "
+                                             "memory) before it gets 503 + Retry-After; 0 answers 503 at once."),
     max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", envvar="IMGCLS_MAX_UPLOAD_MB", min=0.001, max=1024,
                                         help="Largest request body in MB, enforced while reading (413 beyond)."),
     max_files: int = typer.Option(32, "--max-files", envvar="IMGCLS_MAX_FILES", min=1, max=1000,
@@ -101,7 +105,7 @@ def serve(
     config = ServerConfig(
         models=list(model or []) or _split_env("IMGCLS_MODEL"),
         precision=precision.value, runtime=runtime.value, host=host, port=port, max_batch=max_batch, max_wait_ms=max_wait_ms,
-        max_queue=max_queue, max_upload_mb=max_upload_mb, max_files=max_files, threads=threads, solo_threads=solo_threads, model_workers=model_workers,
+        max_queue=max_queue, queue_timeout_s=queue_timeout, max_upload_mb=max_upload_mb, max_files=max_files, threads=threads, solo_threads=solo_threads, model_workers=model_workers,
         decode_threads=decode_threads, draft=draft, api_key=api_key or None,
         allowed_hosts=list(allowed_host or []) or _split_env("IMGCLS_ALLOWED_HOSTS"),
         body_timeout_s=body_timeout, max_connections=max_connections, drain_seconds=drain_seconds, graceful_timeout_s=graceful_timeout,

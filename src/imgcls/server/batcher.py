@@ -2,10 +2,14 @@
 
 Each served (model, precision) has one ``MicroBatcher``:
 
-* **admission** (``admit(n)``) reserves room for a request's n images *before* any decoding
-  work starts; the room is the bounded queue (``max_queue`` images decoding, waiting or in the
-  model). No room -> ``OverloadedError`` (503 + Retry-After), so overload never turns into
-  unbounded memory or latency. An idle batcher always admits one request, however large.
+* **admission**: the room is the bounded queue (``max_queue`` images being uploaded, decoded,
+  waiting or in the model). A request takes a ``ticket`` for one image *before its body is
+  read*, then ``ticket.admit(n)`` grows it to its n images before decoding starts. Without room
+  a request waits in line, first come first served, holding nothing but its unread connection
+  (the kernel's socket buffers hold its body, the client is slowed by TCP); after
+  ``queue_timeout`` it gets ``OverloadedError`` (503 + Retry-After). So more clients than the
+  queue holds cost latency, not errors, and never memory: at twice the queue, answers take about
+  twice as long. An idle batcher always admits one request, however large.
 * **gathering**: one worker task takes the first waiting image, then collects more until it has
   ``max_batch`` or ``max_wait_ms`` has passed. Under load the queue fills while the model runs,
   so batches form without waiting at all. It only waits for images that are on their way
@@ -31,8 +35,9 @@ from typing import Callable
 import numpy as np
 
 from imgcls.errors import OverloadedError
+from imgcls.server.waitline import WaitLine
 
-__all__ = ["MicroBatcher", "BatchResult"]
+__all__ = ["MicroBatcher", "BatchResult", "Ticket"]
 
 
 @dataclass
@@ -64,6 +69,36 @@ class _Item:
     enqueued: float
 
 
+class Ticket:
+    """A request's place in a batcher's queue (``MicroBatcher.ticket``): room for one image while
+    its body is read, then room for all of its images (``admit``)."""
+
+    def __init__(self, batcher: "MicroBatcher", deadline: float):
+        self.batcher, self.deadline, self.held = batcher, deadline, 0
+
+    async def admit(self, n: int):
+        """Grow the held room to the request's ``n`` images; returns the ``MicroBatcher.admit``
+        block for them.
+
+        If the queue has no room for the extra images, the ticket goes to the front of the line
+        for all n and gives its one image's room back meanwhile: holding room while waiting for
+        more could leave every ticket waiting on the others.
+
+        Raises:
+            OverloadedError: the room did not come before the ticket's deadline.
+        """
+        batcher = self.batcher
+        if n > self.held:
+            if not batcher.waiting and batcher.has_room(n - self.held):
+                batcher._hold(n - self.held)
+            else:
+                held, self.held = self.held, 0
+                await batcher._line.acquire(n, self.deadline, first=True, swap=held)
+            self.held = n
+        reserved, self.held = self.held, 0
+        return batcher.admit(n, reserved=reserved)
+
+
 class MicroBatcher:
     """Gather single images into batches for ``run_batch`` (float32 NCHW -> probabilities).
 
@@ -75,7 +110,7 @@ class MicroBatcher:
         max_wait_ms: how long the first image of a batch waits for others.
         max_queue: images admitted at once (see module docstring).
         observe: optional callback(event, value) for metrics: "batch_size", "model_s",
-            "queue_s", "depth", "solo" (1 per solo call).
+            "queue_s", "depth", "solo" (1 per solo call), "waiting" (requests in line for room).
         server_depth: images admitted across every batcher of the server (default: this one's);
             a call is solo only when its batch is all of them.
     """
@@ -107,6 +142,9 @@ class MicroBatcher:
         self._tasks: list[asyncio.Task] = []
         self._admitted = 0
         self._coming = 0  # admitted images not yet submitted (still being read or decoded)
+        self._reserved = 0  # room held by tickets whose images are not admitted yet (bodies being read)
+        self._line = WaitLine(self.has_room, self._hold, self._release_reserved,
+                              lambda length: self._observe("waiting", length))
         self.calls = 0
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -118,7 +156,9 @@ class MicroBatcher:
             self._tasks = [loop.create_task(self._work(), name=f"batcher-{self.name}-{i}") for i in range(self.workers)]
 
     async def close(self) -> None:
-        """Stop the workers; images still waiting fail with OverloadedError (the server is stopping)."""
+        """Stop the workers; images still waiting and requests still in line fail with
+        OverloadedError (the server is stopping)."""
+        self._line.close(OverloadedError("The server is shutting down; try again shortly."))
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -137,18 +177,48 @@ class MicroBatcher:
         """Images admitted and not yet finished."""
         return self._admitted
 
-    def has_room(self, n: int = 1) -> bool:
-        return self._admitted == 0 or self._admitted + n <= self.max_queue
+    @property
+    def waiting(self) -> int:
+        """Requests in line for room."""
+        return len(self._line)
 
-    @contextlib.contextmanager
-    def admit(self, n: int):
-        """Reserve room for ``n`` images for the duration of the block.
+    def has_room(self, n: int = 1) -> bool:
+        held = self._admitted + self._reserved
+        return held == 0 or held + n <= self.max_queue
+
+    @contextlib.asynccontextmanager
+    async def ticket(self, deadline: float):
+        """A request's place: room for one image, waited for in line until ``deadline``
+        (event-loop time; one already past takes room only if there is some now).
+
+        Use ``await ticket.admit(n)`` once the request's n images are known; whatever the ticket
+        still holds is given back when the block ends.
 
         Raises:
-            OverloadedError: the queue has no room for them.
+            OverloadedError: no room before the deadline, or the server is shutting down.
         """
-        if not self.has_room(n):
+        ticket = Ticket(self, deadline)
+        await self._line.acquire(1, deadline)
+        ticket.held = 1
+        try:
+            yield ticket
+        finally:
+            self._release_reserved(ticket.held)
+            ticket.held = 0
+
+    @contextlib.contextmanager
+    def admit(self, n: int, *, reserved: int = 0):
+        """Admit ``n`` images for the duration of the block: they may be submitted.
+
+        ``reserved``: room already held for them by a ticket (``Ticket.admit`` passes it);
+        without it the room is checked now.
+
+        Raises:
+            OverloadedError: no reservation and the queue has no room for them.
+        """
+        if not reserved and not self.has_room(n):
             raise OverloadedError("The server is busy; try again shortly.")
+        self._reserved -= reserved
         self._admitted += n
         self._coming += n
         admission = _Admission(self, n)
@@ -161,6 +231,15 @@ class MicroBatcher:
             self._coming -= admission.unsubmitted  # images that failed before reaching the model
             self._admitted -= n
             self._observe("depth", self._admitted)
+            self._line.serve()
+
+    def _hold(self, n: int) -> None:
+        self._reserved += n
+
+    def _release_reserved(self, n: int) -> None:
+        if n:
+            self._reserved -= n
+            self._line.serve()
 
     # -- batching -----------------------------------------------------------------------------
     async def submit(self, array: np.ndarray) -> BatchResult:

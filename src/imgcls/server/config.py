@@ -39,7 +39,10 @@ class ServerConfig:
     # RSS over 1,000 requests at concurrency 32: 212-219 vs 257-263 MB; docs/benchmarks.md).
     max_batch: int = 4  # images per model call
     max_wait_ms: float = 3.0  # longest wait for images already admitted and still decoding
-    max_queue: int = 32  # images admitted (decoding, waiting or running) per model; beyond -> 503
+    max_queue: int = 32  # images admitted (uploading, decoding, waiting or running) per model
+    # Beyond max_queue (or the upload byte budget) a request waits in line, body unread, this long
+    # before it gets 503: more clients than the queue cost latency, not errors (0: answer 503 at once).
+    queue_timeout_s: float = 10.0
     max_upload_mb: float = 20.0  # whole request body cap, enforced while reading
     max_files: int = 32  # file parts per request
     max_pixels: int = DEFAULT_MAX_PIXELS  # decoded image size cap, checked from the header
@@ -83,6 +86,7 @@ class ServerConfig:
             (1 <= self.max_batch <= 256, "--max-batch must be between 1 and 256."),
             (0 <= self.max_wait_ms <= 1000, "--max-wait-ms must be between 0 and 1000."),
             (1 <= self.max_queue <= 100_000, "--max-queue must be between 1 and 100000."),
+            (0 <= self.queue_timeout_s <= 3600, "--queue-timeout must be between 0 and 3600 seconds."),
             (0 < self.max_upload_mb <= 1024, "--max-upload-mb must be above 0 and at most 1024."),
             (1 <= self.max_files <= 1000, "--max-files must be between 1 and 1000."),
             (self.threads is None or 1 <= self.threads <= 256, "--threads must be between 1 and 256."),

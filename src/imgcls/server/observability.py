@@ -77,6 +77,8 @@ class Metrics:
                                   "server (they run on --solo-threads).", ["model", "precision"], registry=r)
         self.queue_depth = Gauge("imgcls_queue_depth", "Images admitted and not finished (decoding, waiting, running).",
                                  ["model", "precision"], registry=r)
+        self.waiting = Gauge("imgcls_requests_waiting", "Requests in line for room in the queue (--max-queue), "
+                             "their bodies not read yet.", ["model", "precision"], registry=r)
         self.ready = Gauge("imgcls_ready", "1 when every model is loaded and warm, else 0.", registry=r)
 
     def batcher_observer(self, model: str, precision: str):
@@ -86,6 +88,7 @@ class Metrics:
         wait = self.queue_wait.labels(model, precision)
         depth = self.queue_depth.labels(model, precision)
         solo = self.solo_calls.labels(model, precision)
+        waiting = self.waiting.labels(model, precision)
 
         def observe(event: str, value: float) -> None:
             if event == "batch_size":
@@ -98,6 +101,8 @@ class Metrics:
                 depth.set(value)
             elif event == "solo":
                 solo.inc(value)
+            elif event == "waiting":
+                waiting.set(value)
 
         return observe
 

@@ -1,7 +1,8 @@
 """HTTP routes: classify, models, labels, health, readiness, metrics.
 
-The classify path, per request: guards (security.py) -> parameters -> readiness -> room in the
-model's queue -> stream the multipart body (uploads.py) -> admit n images -> decode and
+The classify path, per request: guards (security.py) -> parameters -> readiness -> a share of
+the upload byte budget and a ticket in the model's queue, waiting in line if the server is busy
+(waitline.py) -> stream the multipart body (uploads.py) -> admit n images -> decode and
 preprocess each on the decode threads -> micro-batched model call (batcher.py) -> top-k. Results
 keep upload order; a file that fails gets its own error entry and the others still succeed.
 """
@@ -143,15 +144,20 @@ async def classify(
     await served.ensure_loaded()  # a non-default precision loads on its first request
     info = request.scope.get("imgcls", {})
     info["model"] = served.name
-    if not served.batcher.has_room():
-        return error_response(503, "overloaded", "The server is busy; try again shortly.", request=request)
     lang_used = served.slot.spec.label_language(lang.value)
+    # Busy: wait in line, body unread, for the bytes and then the queue room (never the other way
+    # round, so nobody holds room while waiting for bytes); 503 once --queue-timeout has passed.
+    deadline = asyncio.get_running_loop().time() + state.config.queue_timeout_s
+    declared = _content_length(request)
     with state.upload_budget.lease() as lease:
-        uploads = await read_uploads(request.receive, request.headers.get("content-type"),
-                                     _content_length(request), state.upload_limits, lease)
-        info["n_files"] = len(uploads)
-        with served.batcher.admit(len(uploads)):
-            results = await asyncio.gather(*(_classify_one(state, served, up, top_k, lang_used) for up in uploads))
+        if declared is not None and declared <= state.upload_limits.max_bytes:  # larger: read_uploads says 413
+            await lease.reserve(declared, deadline)
+        async with served.batcher.ticket(deadline) as ticket:
+            uploads = await read_uploads(request.receive, request.headers.get("content-type"), declared,
+                                         state.upload_limits, lease)
+            info["n_files"] = len(uploads)
+            with await ticket.admit(len(uploads)):
+                results = await asyncio.gather(*(_classify_one(state, served, up, top_k, lang_used) for up in uploads))
     if len(results) == 1 and "error" in results[0]:
         error = results[0]["error"]
         return error_response(results[0]["status"], error["code"], error["message"])

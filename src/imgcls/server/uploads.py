@@ -25,6 +25,7 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 
 from imgcls.errors import InputError, PayloadTooLargeError, UnsupportedMediaError
+from imgcls.server.waitline import WaitLine
 
 __all__ = ["Upload", "UploadLimits", "UploadError", "ClientGone", "ByteBudget", "read_uploads", "clean_filename",
            "FIELD_NAME"]
@@ -68,31 +69,61 @@ class UploadLimits:
 class ByteBudget:
     """Bytes of request bodies held in memory across all requests at once.
 
-    Each request is capped, but many concurrent uploads could still add up to gigabytes; past
-    this budget a new upload gets 503 + Retry-After instead. A request holds its share until it
-    is answered (its files are decoded from that memory).
+    Each request is capped, but many concurrent uploads could still add up to gigabytes. A body
+    of declared length waits in line for its share before it is read (``_Lease.reserve``; 503
+    + Retry-After only when the wait passes its deadline); a chunked body, whose size is unknown,
+    is charged as it arrives and gets 503 at once if the budget is spent. A request holds its
+    share until it is answered (its files are decoded from that memory).
     """
 
     def __init__(self, limit: int):
         self.limit = limit
         self.used = 0
+        self._line = WaitLine(self._fits, self._add, self._give_back)
+
+    def _fits(self, n: int) -> bool:
+        return self.used == 0 or self.used + n <= self.limit
+
+    def _add(self, n: int) -> None:
+        self.used += n
+
+    def _give_back(self, n: int) -> None:
+        self.used -= n
+        self._line.serve()
 
     @contextlib.contextmanager
     def lease(self):
-        """A request's share: ``take(n)`` as bytes arrive; everything is given back on exit."""
+        """A request's share: ``reserve`` before reading, ``take(n)`` as bytes arrive; everything
+        is given back on exit."""
         lease = _Lease(self)
         try:
             yield lease
         finally:
-            self.used -= lease.held
+            self._give_back(lease.held)
 
 
 class _Lease:
     def __init__(self, budget: ByteBudget):
         self.budget = budget
         self.held = 0
+        self.prepaid = 0  # reserved and not yet taken by arriving bytes
+
+    async def reserve(self, n: int, deadline: float) -> None:
+        """Hold ``n`` bytes for a body about to be read, waiting in line until ``deadline``.
+
+        Raises:
+            OverloadedError: the share did not come before the deadline.
+        """
+        await self.budget._line.acquire(n, deadline)
+        self.held += n
+        self.prepaid += n
 
     def take(self, n: int) -> None:
+        covered = min(n, self.prepaid)
+        self.prepaid -= covered
+        n -= covered
+        if not n:
+            return
         if self.budget.used + n > self.budget.limit:
             raise UploadError("The server is receiving too many uploads at once; try again shortly.", status=503,
                               code="overloaded")
