@@ -147,13 +147,52 @@ def test_parameter_and_routing_errors_are_json(server, photos):
         assert_json_error(client.get("/api/v1/labels", params={"model": "../../etc"}), 404, "unknown_model")
 
 
+def test_a_raw_image_body_is_one_file(server, photos):
+    """curl --data-binary / load generators: the whole body is one image, whatever image/* type
+    it claims (the content decides), octet-stream or none; the limits are the multipart ones."""
+    (expected,) = expected_top(photos[:1], "fp32")
+    png = _as_png(photos[0])
+    with server.client() as client:
+        for body, content_type in ((photos[0].read_bytes(), "image/jpeg"), (png, "image/jpeg"),
+                                   (png, "application/octet-stream"), (photos[0].read_bytes(), None)):
+            headers = {"content-type": content_type} if content_type else {}
+            response = client.post("/api/v1/classify", content=body, headers=headers)
+            assert response.status_code == 200, response.text
+            (result,) = response.json()["results"]
+            assert result["filename"] == "file-1"
+            assert [t["class_index"] for t in result["top"]] == [t["class_index"] for t in expected]
+        assert response.json()["results"][0]["input"]["format"] == "JPEG"
+        assert_json_error(client.post("/api/v1/classify", content=b"", headers={"content-type": "image/png"}),
+                          400, "empty_file")
+        assert_json_error(client.post("/api/v1/classify", content=b"hello, not a picture\n" * 20,
+                                      headers={"content-type": "image/jpeg"}), 415, "unsupported_media_type")
+        big = b"\xff\xd8\xff" + b"\0" * (6 * 1024 * 1024)
+        assert_json_error(client.post("/api/v1/classify", content=big, headers={"content-type": "image/jpeg"}),
+                          413, "payload_too_large")
+        chunked = client.post("/api/v1/classify", content=iter([big[:3 << 20], big[3 << 20:]]),
+                              headers={"content-type": "image/jpeg"})
+        assert_json_error(chunked, 413, "payload_too_large")
+        assert client.get("/healthz").status_code == 200
+
+
+def _as_png(path) -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.open(path).save(out, "PNG")
+    return out.getvalue()
+
+
 def test_wrong_content_types(server, photos):
     jpeg = photos[0].read_bytes()
     with server.client() as client:
-        raw = client.post("/api/v1/classify", content=jpeg, headers={"content-type": "image/jpeg"})
-        assert_json_error(raw, 415, "unsupported_media_type")
         form = client.post("/api/v1/classify", data={"file": "abc"})
-        assert_json_error(form, 415, "unsupported_media_type")
+        body = assert_json_error(form, 415, "unsupported_media_type")
+        assert "--data-binary" in body["error"]["message"]  # says how to send it instead
+        json_body = client.post("/api/v1/classify", json={"image": "aGVsbG8="})
+        assert_json_error(json_body, 415, "unsupported_media_type")
         other_field = client.post("/api/v1/classify", files=[("image", ("a.jpg", jpeg))])
         assert_json_error(other_field, 422, "missing_file")
         no_boundary = client.post("/api/v1/classify", content=b"--x\r\n", headers={"content-type": "multipart/form-data"})

@@ -196,7 +196,7 @@ def test_upload_reader_keeps_order_and_skips_other_fields():
 
 
 @pytest.mark.parametrize("content_type, error", [
-    (None, UnsupportedMediaError), ("image/jpeg", UnsupportedMediaError),
+    ("text/plain", UnsupportedMediaError), ("application/json", UnsupportedMediaError),
     ("application/x-www-form-urlencoded", UnsupportedMediaError), ("multipart/form-data", UploadError),
     ("multipart/form-data; boundary=" + "x" * 300, UploadError), ("multipart/form-data; a=" + '"' * 5000, UploadError),
 ])
@@ -205,6 +205,12 @@ def test_upload_reader_refuses_bad_content_types(content_type, error):
     with pytest.raises(error):
         read([b"x"], content_type=content_type)
     assert time.perf_counter() - started < 0.1
+
+
+@pytest.mark.parametrize("content_type", [None, "image/jpeg", "IMAGE/PNG; q=1", "application/octet-stream"])
+def test_a_raw_body_is_one_file_with_its_bytes_as_they_came(content_type):
+    (upload,) = read([b"\xff\xd8", b"\xff rest", b""], content_type=content_type)
+    assert (upload.filename, upload.data) == ("file-1", b"\xff\xd8\xff rest")
 
 
 def status_of(chunks, **kwargs) -> tuple[int, str, bool]:

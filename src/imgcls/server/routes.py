@@ -113,11 +113,16 @@ ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 40
 MULTIPART_BODY = {
     "requestBody": {
         "required": True,
-        "content": {"multipart/form-data": {"schema": {
-            "type": "object", "required": ["file"],
-            "properties": {"file": {"type": "array", "minItems": 1, "items": {"type": "string", "format": "binary"},
-                                    "description": "One or more images (JPEG, PNG, GIF, WebP, BMP, TIFF)."}},
-        }}},
+        "content": {
+            "multipart/form-data": {"schema": {
+                "type": "object", "required": ["file"],
+                "properties": {"file": {"type": "array", "minItems": 1, "items": {"type": "string", "format": "binary"},
+                                        "description": "One or more images (JPEG, PNG, GIF, WebP, BMP, TIFF)."}},
+            }},
+            # One image as the whole body (curl --data-binary, most load generators).
+            "image/*": {"schema": {"type": "string", "format": "binary"}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        },
     }
 }
 
@@ -135,7 +140,8 @@ async def classify(
     lang: Lang = Query(Lang.en, description="Label language (models without Chinese names answer in English)."),
     precision: Optional[Precision] = Query(None, description="fp32 or int8 (default: the server's)."),
 ):
-    """Multipart upload with one or more parts named `file`. Results come back in upload order;
+    """Multipart upload with one or more parts named `file`, or one image as the raw body
+    (`Content-Type: image/*` or `application/octet-stream`). Results come back in upload order;
     a file that cannot be classified gets an `error` and `status` of its own. A request with a
     single file that fails answers with that file's status instead of 200."""
     state = _state(request)

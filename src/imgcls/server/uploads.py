@@ -1,4 +1,7 @@
-"""Reading multipart uploads from untrusted clients, with every limit enforced while streaming.
+"""Reading uploads from untrusted clients, with every limit enforced while streaming.
+
+A body is multipart/form-data with one or more parts named ``file``, or one raw image
+(``image/*``, ``application/octet-stream`` or no Content-Type; the content decides the format).
 
 Why not ``request.form()``: Starlette spools file parts to temporary files on disk and only
 checks part counts/sizes after the fact. Here the body is pulled from the ASGI ``receive``
@@ -149,17 +152,26 @@ def clean_filename(raw: bytes | None, index: int) -> str:
     return text or f"file-{index + 1}"
 
 
-def check_content_type(value: str | None) -> bytes:
-    """Return the multipart boundary or raise: 415 for non-multipart bodies, 400 for broken ones."""
+def check_content_type(value: str | None) -> bytes | None:
+    """The multipart boundary, or None for a body that is one raw image (``image/*``,
+    ``application/octet-stream`` or no Content-Type: the content decides the format anyway).
+
+    Raises:
+        UnsupportedMediaError (415): another media type (a urlencoded form, JSON, text, ...).
+        UploadError (400): a broken multipart Content-Type.
+    """
     if not value:
-        raise UnsupportedMediaError("Send images as multipart/form-data with one or more fields named 'file'.")
+        return None
     if len(value) > MAX_CONTENT_TYPE_CHARS:
         raise UploadError("The Content-Type header is too long.", code="bad_content_type")
     media_type, options = parse_options_header(value)
+    if media_type.startswith(b"image/") or media_type == b"application/octet-stream":
+        return None
     if media_type != b"multipart/form-data":
         raise UnsupportedMediaError(
-            "Send images as multipart/form-data with one or more fields named 'file' "
-            "(a raw image body or another form encoding is not accepted)."
+            "Send images as multipart/form-data fields named 'file', or one image as the raw request body "
+            "with Content-Type image/* or application/octet-stream (curl: -F file=@photo.jpg, or "
+            "--data-binary @photo.jpg -H 'Content-Type: image/jpeg')."
         )
     boundary = options.get(b"boundary", b"")
     if not boundary:
@@ -167,6 +179,20 @@ def check_content_type(value: str | None) -> bytes:
     if len(boundary) > MAX_BOUNDARY_CHARS:
         raise UploadError("The multipart boundary is too long.", code="malformed_multipart")
     return boundary
+
+
+class _RawBody:
+    """A body that is one image: its bytes, kept as they arrive."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.parts = 1  # no preamble to bound
+
+    def write(self, chunk: bytes) -> None:
+        self.data.extend(chunk)
+
+    def uploads(self) -> list[Upload]:
+        return [Upload(clean_filename(None, 0), bytes(self.data))]
 
 
 class _PartCollector:
@@ -228,7 +254,8 @@ class _PartCollector:
 
 async def read_uploads(receive, content_type: str | None, declared_length: int | None, limits: UploadLimits,
                        lease: _Lease | None = None) -> list[Upload]:
-    """Read a multipart body from ASGI ``receive`` and return its 'file' parts in upload order.
+    """Read a multipart body from ASGI ``receive`` and return its 'file' parts in upload order
+    (or, for a raw image body, that one image).
 
     Args:
         receive: the ASGI receive callable of this request.
@@ -245,9 +272,12 @@ async def read_uploads(receive, content_type: str | None, declared_length: int |
     chunked = declared_length is None
     if declared_length is not None and declared_length > limits.max_bytes:
         raise _too_large(limits, close=False)
-    collector = _PartCollector(limits)
-    parser = MultipartParser(boundary, collector.callbacks(), max_header_count=limits.max_header_count,
-                             max_header_size=limits.max_header_size)
+    if boundary is None:
+        collector = parser = _RawBody()
+    else:
+        collector = _PartCollector(limits)
+        parser = MultipartParser(boundary, collector.callbacks(), max_header_count=limits.max_header_count,
+                                 max_header_size=limits.max_header_size)
     received = 0
     finished = False
     try:
@@ -280,6 +310,8 @@ async def read_uploads(receive, content_type: str | None, declared_length: int |
     except UploadError as error:
         await _settle(error, receive, chunked, finished, limits)
         raise
+    if isinstance(parser, _RawBody):
+        return parser.uploads()
     if parser.state != MultipartState.END:
         raise UploadError("The multipart body is incomplete (no closing boundary).", code="malformed_multipart")
     if not collector.files:
