@@ -7,6 +7,7 @@ import asyncio
 import json
 import re
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -92,6 +93,29 @@ def test_more_clients_than_the_queue_wait_in_line_and_are_all_answered(start_ser
         metrics = client.get("/metrics").text
     assert re.search(r'^imgcls_requests_waiting\{model="efficientnet_lite0",precision="fp32"\} 0\.0$', metrics, re.M)
     assert not re.search(r'^imgcls_errors_total\{code="overloaded"\}', metrics, re.M)
+
+
+def test_a_slow_upload_holds_no_queue_room(start_server, photos):
+    """A client on a slow link is still sending its body: the one-image queue must stay free for
+    the others (room is taken once a body is read, not while it arrives)."""
+    server = start_server(["--model", "efficientnet_lite0", "--max-queue", "1", "--max-batch", "1"])
+    jpeg = photos[0].read_bytes()
+    boundary = "slowupload"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"slow.jpg\"\r\n\r\n").encode() \
+        + jpeg + f"\r\n--{boundary}--\r\n".encode()
+    head = (f"POST /api/v1/classify HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+            f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as slow:
+        slow.sendall(head + body[:1000])  # ... and the rest only later
+        time.sleep(0.3)
+        started = time.monotonic()
+        responses = _burst(server, photos, 6)
+        fast_seconds = time.monotonic() - started
+        slow.sendall(body[1000:])
+        answer = slow.recv(65536)
+    assert [r.status_code for r in responses] == [200] * 6
+    assert fast_seconds < 5, fast_seconds  # not queued behind the upload
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
 
 
 def test_queue_overflow_answers_503_with_retry_after_when_waiting_is_off(start_server, photos):

@@ -95,10 +95,10 @@ def test_batcher_admission_is_bounded_and_the_model_error_reaches_every_waiter()
     assert all(isinstance(o, RuntimeError) for o in asyncio.run(main()))
 
 
-def test_tickets_wait_in_line_in_order_and_a_big_request_is_not_overtaken():
+def test_admission_waits_in_line_in_order_and_a_big_request_is_not_overtaken():
     """Room for 2 images. Requests beyond it wait (no 503) and get room strictly in arrival order;
-    a 3-image request that had its turn waits at the front until the queue is idle, and a
-    request that waits past its deadline gets OverloadedError without disturbing the line."""
+    a 3-image request (more than the queue holds) waits at the front until the queue is idle, and
+    a request that waits past its deadline gets OverloadedError without disturbing the line."""
 
     async def main():
         loop = asyncio.get_running_loop()
@@ -106,17 +106,17 @@ def test_tickets_wait_in_line_in_order_and_a_big_request_is_not_overtaken():
         order: list[str] = []
 
         async def request(name: str, n: int, hold: asyncio.Event, timeout: float = 5.0):
-            async with batcher.ticket(loop.time() + timeout) as ticket:
-                with await ticket.admit(n):
-                    order.append(name)
-                    await hold.wait()
+            async with batcher.admission(n, loop.time() + timeout):
+                order.append(name)
+                await hold.wait()
 
         holds = {name: asyncio.Event() for name in "abcdef"}
         a = asyncio.create_task(request("a", 1, holds["a"]))
         b = asyncio.create_task(request("b", 1, holds["b"]))
         await asyncio.sleep(0.01)
         assert order == ["a", "b"] and not batcher.has_room(1) and batcher.depth == 2
-        big = asyncio.create_task(request("big", 3, holds["c"]))  # takes a ticket in line, then needs 3
+        big = asyncio.create_task(request("big", 3, holds["c"]))
+        await asyncio.sleep(0.01)
         d = asyncio.create_task(request("d", 1, holds["d"]))
         late = asyncio.create_task(request("late", 1, holds["e"], timeout=0.05))
         await asyncio.sleep(0.02)
@@ -126,9 +126,7 @@ def test_tickets_wait_in_line_in_order_and_a_big_request_is_not_overtaken():
         assert batcher.waiting == 2
         holds["a"].set()
         await asyncio.sleep(0.01)
-        # big got a's room for its ticket but needs 3: it gives it back and waits at the front
-        # (more than the queue holds, so it needs the queue idle); d must not overtake it.
-        assert order == ["a", "b"] and batcher.waiting == 2
+        assert order == ["a", "b"] and batcher.waiting == 2  # d must not overtake big
         holds["b"].set()
         await asyncio.sleep(0.01)
         assert order == ["a", "b", "big"] and batcher.depth == 3
@@ -142,22 +140,22 @@ def test_tickets_wait_in_line_in_order_and_a_big_request_is_not_overtaken():
     asyncio.run(main())
 
 
-def test_a_ticket_without_waiting_time_is_refused_at_once_and_closing_fails_the_line():
+def test_admission_without_waiting_time_is_refused_at_once_and_closing_fails_the_line():
     async def main():
         loop = asyncio.get_running_loop()
         batcher = MicroBatcher("t", lambda batch, solo: batch, max_queue=1)
-        async with batcher.ticket(loop.time()):  # room now: no wait needed
+        async with batcher.admission(1, loop.time()):  # room now: no wait needed
             with pytest.raises(OverloadedError):
-                async with batcher.ticket(loop.time()):  # --queue-timeout 0: 503 at once
+                async with batcher.admission(1, loop.time()):  # --queue-timeout 0: 503 at once
                     pass
-            waiting = asyncio.create_task(batcher.ticket(loop.time() + 60).__aenter__())
+            waiting = asyncio.create_task(batcher.admission(1, loop.time() + 60).__aenter__())
             await asyncio.sleep(0.01)
             assert batcher.waiting == 1
             await batcher.close()
             with pytest.raises(OverloadedError, match="shutting down"):
                 await waiting
         with pytest.raises(OverloadedError, match="shutting down"):
-            async with batcher.ticket(loop.time() + 60):
+            async with batcher.admission(1, loop.time() + 60):
                 pass
 
     asyncio.run(main())

@@ -51,8 +51,8 @@ def serve(
                                       help="Longest wait for images already received and still being decoded to "
                                            "share a model call (a lone request never waits)."),
     max_queue: int = typer.Option(32, "--max-queue", envvar="IMGCLS_MAX_QUEUE", min=1,
-                                  help="Images in progress per model at once (uploading, decoding, waiting, in the "
-                                       "model); more requests wait in line (see --queue-timeout)."),
+                                  help="Images in progress per model at once (decoding, waiting, in the model); more "
+                                       "requests wait in line (see --queue-timeout)."),
     queue_timeout: float = typer.Option(10.0, "--queue-timeout", envvar="IMGCLS_QUEUE_TIMEOUT", min=0, max=3600,
                                         help="Seconds a request may wait in line for room (--max-queue, upload "
                                              "memory) before it gets 503 + Retry-After; 0 answers 503 at once."),

@@ -2,14 +2,14 @@
 
 Each served (model, precision) has one ``MicroBatcher``:
 
-* **admission**: the room is the bounded queue (``max_queue`` images being uploaded, decoded,
-  waiting or in the model). A request takes a ``ticket`` for one image *before its body is
-  read*, then ``ticket.admit(n)`` grows it to its n images before decoding starts. Without room
-  a request waits in line, first come first served, holding nothing but its unread connection
-  (the kernel's socket buffers hold its body, the client is slowed by TCP); after
-  ``queue_timeout`` it gets ``OverloadedError`` (503 + Retry-After). So more clients than the
-  queue holds cost latency, not errors, and never memory: at twice the queue, answers take about
-  twice as long. An idle batcher always admits one request, however large.
+* **admission** (``admission(n, deadline)``): the room is the bounded queue (``max_queue``
+  images decoding, waiting or in the model), taken for a request's n images once its body has
+  been read and before any decoding. Without room the request waits in line, first come first
+  served (holding only its body, which the server's upload budget bounds); past its deadline it
+  gets ``OverloadedError`` (503 + Retry-After). So more clients than the queue holds cost
+  latency, not errors: at twice the queue, answers take about twice as long. Uploading is not
+  in the queue, so clients on slow links do not hold room while they send. An idle batcher
+  always admits one request, however large.
 * **gathering**: one worker task takes the first waiting image, then collects more until it has
   ``max_batch`` or ``max_wait_ms`` has passed. Under load the queue fills while the model runs,
   so batches form without waiting at all. It only waits for images that are on their way
@@ -37,7 +37,7 @@ import numpy as np
 from imgcls.errors import OverloadedError
 from imgcls.server.waitline import WaitLine
 
-__all__ = ["MicroBatcher", "BatchResult", "Ticket"]
+__all__ = ["MicroBatcher", "BatchResult"]
 
 
 @dataclass
@@ -67,36 +67,6 @@ class _Item:
     array: np.ndarray
     future: asyncio.Future
     enqueued: float
-
-
-class Ticket:
-    """A request's place in a batcher's queue (``MicroBatcher.ticket``): room for one image while
-    its body is read, then room for all of its images (``admit``)."""
-
-    def __init__(self, batcher: "MicroBatcher", deadline: float):
-        self.batcher, self.deadline, self.held = batcher, deadline, 0
-
-    async def admit(self, n: int):
-        """Grow the held room to the request's ``n`` images; returns the ``MicroBatcher.admit``
-        block for them.
-
-        If the queue has no room for the extra images, the ticket goes to the front of the line
-        for all n and gives its one image's room back meanwhile: holding room while waiting for
-        more could leave every ticket waiting on the others.
-
-        Raises:
-            OverloadedError: the room did not come before the ticket's deadline.
-        """
-        batcher = self.batcher
-        if n > self.held:
-            if not batcher.waiting and batcher.has_room(n - self.held):
-                batcher._hold(n - self.held)
-            else:
-                held, self.held = self.held, 0
-                await batcher._line.acquire(n, self.deadline, first=True, swap=held)
-            self.held = n
-        reserved, self.held = self.held, 0
-        return batcher.admit(n, reserved=reserved)
 
 
 class MicroBatcher:
@@ -142,7 +112,7 @@ class MicroBatcher:
         self._tasks: list[asyncio.Task] = []
         self._admitted = 0
         self._coming = 0  # admitted images not yet submitted (still being read or decoded)
-        self._reserved = 0  # room held by tickets whose images are not admitted yet (bodies being read)
+        self._reserved = 0  # room given to requests in line that have not entered ``admit`` yet
         self._line = WaitLine(self.has_room, self._hold, self._release_reserved,
                               lambda length: self._observe("waiting", length))
         self.calls = 0
@@ -187,31 +157,23 @@ class MicroBatcher:
         return held == 0 or held + n <= self.max_queue
 
     @contextlib.asynccontextmanager
-    async def ticket(self, deadline: float):
-        """A request's place: room for one image, waited for in line until ``deadline``
-        (event-loop time; one already past takes room only if there is some now).
-
-        Use ``await ticket.admit(n)`` once the request's n images are known; whatever the ticket
-        still holds is given back when the block ends.
+    async def admission(self, n: int, deadline: float):
+        """Admit ``n`` images for the block, waiting in line for room until ``deadline``
+        (event-loop time; one already past admits only if there is room now).
 
         Raises:
             OverloadedError: no room before the deadline, or the server is shutting down.
         """
-        ticket = Ticket(self, deadline)
-        await self._line.acquire(1, deadline)
-        ticket.held = 1
-        try:
-            yield ticket
-        finally:
-            self._release_reserved(ticket.held)
-            ticket.held = 0
+        await self._line.acquire(n, deadline)
+        with self.admit(n, reserved=n):
+            yield
 
     @contextlib.contextmanager
     def admit(self, n: int, *, reserved: int = 0):
         """Admit ``n`` images for the duration of the block: they may be submitted.
 
-        ``reserved``: room already held for them by a ticket (``Ticket.admit`` passes it);
-        without it the room is checked now.
+        ``reserved``: room already given to them in line (``admission``); without it the room
+        is checked now.
 
         Raises:
             OverloadedError: no reservation and the queue has no room for them.
@@ -237,9 +199,8 @@ class MicroBatcher:
         self._reserved += n
 
     def _release_reserved(self, n: int) -> None:
-        if n:
-            self._reserved -= n
-            self._line.serve()
+        self._reserved -= n
+        self._line.serve()
 
     # -- batching -----------------------------------------------------------------------------
     async def submit(self, array: np.ndarray) -> BatchResult:

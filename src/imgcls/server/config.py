@@ -39,9 +39,9 @@ class ServerConfig:
     # RSS over 1,000 requests at concurrency 32: 212-219 vs 257-263 MB; docs/benchmarks.md).
     max_batch: int = 4  # images per model call
     max_wait_ms: float = 3.0  # longest wait for images already admitted and still decoding
-    max_queue: int = 32  # images admitted (uploading, decoding, waiting or running) per model
-    # Beyond max_queue (or the upload byte budget) a request waits in line, body unread, this long
-    # before it gets 503: more clients than the queue cost latency, not errors (0: answer 503 at once).
+    max_queue: int = 32  # images admitted (decoding, waiting or running) per model
+    # Beyond max_queue (or the upload byte budget) a request waits in line this long before it gets
+    # 503: more clients than the queue cost latency, not errors (0: answer 503 at once).
     queue_timeout_s: float = 10.0
     max_upload_mb: float = 20.0  # whole request body cap, enforced while reading
     max_files: int = 32  # file parts per request

@@ -78,7 +78,7 @@ class Metrics:
         self.queue_depth = Gauge("imgcls_queue_depth", "Images admitted and not finished (decoding, waiting, running).",
                                  ["model", "precision"], registry=r)
         self.waiting = Gauge("imgcls_requests_waiting", "Requests in line for room in the queue (--max-queue), "
-                             "their bodies not read yet.", ["model", "precision"], registry=r)
+                             "their bodies read.", ["model", "precision"], registry=r)
         self.ready = Gauge("imgcls_ready", "1 when every model is loaded and warm, else 0.", registry=r)
 
     def batcher_observer(self, model: str, precision: str):

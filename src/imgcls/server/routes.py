@@ -1,8 +1,8 @@
 """HTTP routes: classify, models, labels, health, readiness, metrics.
 
 The classify path, per request: guards (security.py) -> parameters -> readiness -> a share of
-the upload byte budget and a ticket in the model's queue, waiting in line if the server is busy
-(waitline.py) -> stream the multipart body (uploads.py) -> admit n images -> decode and
+the upload byte budget -> stream the body (uploads.py) -> room for its n images in the model's
+queue (both waited for in line when the server is busy: waitline.py) -> decode and
 preprocess each on the decode threads -> micro-batched model call (batcher.py) -> top-k. Results
 keep upload order; a file that fails gets its own error entry and the others still succeed.
 """
@@ -151,19 +151,21 @@ async def classify(
     info = request.scope.get("imgcls", {})
     info["model"] = served.name
     lang_used = served.slot.spec.label_language(lang.value)
-    # Busy: wait in line, body unread, for the bytes and then the queue room (never the other way
-    # round, so nobody holds room while waiting for bytes); 503 once --queue-timeout has passed.
-    deadline = asyncio.get_running_loop().time() + state.config.queue_timeout_s
+    # Busy: wait in line (first for the bytes of the body, then, body read, for room in the queue),
+    # 503 after --queue-timeout seconds of waiting. Nobody holds queue room while uploading.
+    loop = asyncio.get_running_loop()
+    patience = state.config.queue_timeout_s
     declared = _content_length(request)
     with state.upload_budget.lease() as lease:
         if declared is not None and declared <= state.upload_limits.max_bytes:  # larger: read_uploads says 413
-            await lease.reserve(declared, deadline)
-        async with served.batcher.ticket(deadline) as ticket:
-            uploads = await read_uploads(request.receive, request.headers.get("content-type"), declared,
-                                         state.upload_limits, lease)
-            info["n_files"] = len(uploads)
-            with await ticket.admit(len(uploads)):
-                results = await asyncio.gather(*(_classify_one(state, served, up, top_k, lang_used) for up in uploads))
+            started = loop.time()
+            await lease.reserve(declared, started + patience)
+            patience -= loop.time() - started
+        uploads = await read_uploads(request.receive, request.headers.get("content-type"), declared,
+                                     state.upload_limits, lease)
+        info["n_files"] = len(uploads)
+        async with served.batcher.admission(len(uploads), loop.time() + patience):
+            results = await asyncio.gather(*(_classify_one(state, served, up, top_k, lang_used) for up in uploads))
     if len(results) == 1 and "error" in results[0]:
         error = results[0]["error"]
         return error_response(results[0]["status"], error["code"], error["message"])

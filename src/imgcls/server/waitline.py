@@ -1,10 +1,12 @@
 """A first-come-first-served line for a shared amount (queue room, upload bytes).
 
-The server bounds what it holds at once (images in the queue, bytes of bodies in memory). A
-request that finds the bound reached waits here instead of being turned away: it holds nothing
-while it waits, is given its amount strictly in order as others give theirs back, and after its
-deadline gets ``OverloadedError`` (503 + Retry-After). Strict order means a large request at
-the front waits for its room rather than being overtaken by small ones forever.
+The server bounds what it holds at once (bytes of bodies in memory, images in the queue). A
+request that finds the bound reached waits here instead of being turned away: it is given its
+amount strictly in order as others give theirs back, and after its deadline gets
+``OverloadedError`` (503 + Retry-After). Strict order means a large request at the front waits
+for its room rather than being overtaken by small ones forever. Each request waits for the
+bytes first and the queue room second, never holding room while waiting for bytes, so the two
+lines cannot wait on each other.
 """
 
 from __future__ import annotations
@@ -44,33 +46,26 @@ class WaitLine:
     def __len__(self) -> int:
         return len(self._line)
 
-    async def acquire(self, n: int, deadline: float, *, first: bool = False, swap: int = 0) -> None:
+    async def acquire(self, n: int, deadline: float) -> None:
         """Claim ``n``, waiting in line until ``deadline`` (event-loop time) if it does not fit now.
-
-        ``first``: go to the front (a request that already had its turn and needs more).
-        ``swap``: an amount the caller holds and gives back once it has its place, so what it gives
-        back cannot go to someone behind it.
 
         Raises:
             OverloadedError: the deadline passed first, or the line was closed.
         """
         if self._closed is not None:
-            self._give_back(swap)
             raise self._closed
-        if not swap and not self._line and self._fits(n):
+        if not self._line and self._fits(n):
             self._take(n)
             return
-        waiter = _Waiter(n, asyncio.get_running_loop().create_future())
-        self._line.appendleft(waiter) if first else self._line.append(waiter)
+        loop = asyncio.get_running_loop()
+        if deadline <= loop.time():
+            raise OverloadedError(BUSY)
+        waiter = _Waiter(n, loop.create_future())
+        self._line.append(waiter)
         self._on_length(len(self._line))
-        if swap:
-            self._give_back(swap)  # serves the line, this waiter first
         try:
-            if not waiter.future.done():
-                if deadline <= asyncio.get_running_loop().time():
-                    raise TimeoutError
-                async with asyncio.timeout_at(deadline):
-                    await waiter.future
+            async with asyncio.timeout_at(deadline):
+                await waiter.future
         except BaseException as exc:  # timed out, cancelled (client gone), or closed
             if waiter in self._line:
                 self._line.remove(waiter)
