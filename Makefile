@@ -24,16 +24,17 @@ $(BIN)/python:
 	$(BIN)/pip install --disable-pip-version-check -q --upgrade pip
 
 # The package with the export extra (torch CPU, pinned by constraints.txt): artifacts are built
-# on first use. Re-runs only when the project metadata changes.
+# on first use; and the HEIC decoder, so iPhone photos work out of the box. Re-runs only when the
+# project metadata changes.
 $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
-	$(PIP) -e ".[export]"
+	$(PIP) -e ".[export,heic]"
 	@touch $@
 
 install: $(VENV)/.installed
 	@$(BIN)/imgcls --help > /dev/null && echo "imgcls installed: $(BIN)/imgcls"
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PIP) -e ".[export,train,video,ray,bench,openvino,test]"
+	$(PIP) -e ".[export,heic,train,video,ray,bench,openvino,test]"
 	@touch $@
 
 install-test: $(VENV)/.installed-test

@@ -34,6 +34,7 @@ __all__ = [
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_PIXELS",
     "ALLOWED_FORMATS",
+    "IMAGE_SUFFIXES",
     "InputReport",
     "DecodedImage",
     "sniff_format",
@@ -45,8 +46,15 @@ __all__ = [
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 # Below Pillow's own bomb limit (89.5 MP), because between 1x and 2x of it Pillow only warns.
 DEFAULT_MAX_PIXELS = 64 * 1024 * 1024
-ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
-_FORMAT_PLUGINS = ALLOWED_FORMATS  # also the `formats=` given to Image.open
+# AVIF needs a Pillow built with libavif (PyPI wheels since 11.3); HEIC/HEIF the optional
+# pillow-heif package (`imgcls[heic]`: its wheel bundles the GPL x265 encoder, so it is not a core
+# dependency). Without them such files get a 415 that says what to install.
+ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "AVIF", "HEIF")
+# File name suffixes folder inputs are listed by (the decoder itself goes by content).
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".avif",
+                            ".heic", ".heif"})
+_HEIF_BRANDS = frozenset({"heic", "heix", "hevc", "hevx", "heim", "heis", "mif1", "msf1"})
+_AVIF_BRANDS = frozenset({"avif", "avis"})
 
 # Truncated files must fail, not decode to grey (this is Pillow's default; pin it explicitly).
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -92,11 +100,17 @@ def sniff_format(data: bytes) -> str:
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "WEBP"
     if head[4:8] == b"ftyp":
-        brand = head[8:12].decode("latin-1")
-        if brand in ("heic", "heix", "hevc", "hevx", "mif1", "msf1", "heim", "heis"):
-            raise UnsupportedMediaError("HEIC/HEIF images are not supported; convert to JPEG or PNG first.")
-        if brand in ("avif", "avis"):
-            raise UnsupportedMediaError("AVIF images are not supported; convert to JPEG or PNG first.")
+        brands = _ftyp_brands(data)
+        if brands & _AVIF_BRANDS:  # before HEIF: AVIF files list mif1 too
+            if not _avif_decoder():
+                raise UnsupportedMediaError("AVIF images need a Pillow built with AVIF support (pip install "
+                                            "-U pillow); or convert to JPEG or PNG first.")
+            return "AVIF"
+        if brands & _HEIF_BRANDS:
+            if not _heif_decoder():
+                raise UnsupportedMediaError("HEIC/HEIF images need the optional decoder: pip install 'imgcls[heic]'; "
+                                            "or convert to JPEG or PNG first.")
+            return "HEIF"
         raise UnsupportedMediaError("File is not a supported image (detected: a video or ISO media file).")
     for magic, name in _KNOWN_OTHER_MAGIC:
         if head.startswith(magic):
@@ -109,8 +123,33 @@ def sniff_format(data: bytes) -> str:
     if _looks_like_text(head):
         raise UnsupportedMediaError("File is not a supported image (detected: text).")
     raise UnsupportedMediaError(
-        "File is not a supported image. Supported formats: JPEG, PNG, GIF, WebP, BMP, TIFF."
+        "File is not a supported image. Supported formats: JPEG, PNG, GIF, WebP, BMP, TIFF, AVIF, HEIC."
     )
+
+
+def _ftyp_brands(data: bytes) -> set[str]:
+    """The major and compatible brands of an ISO-BMFF ``ftyp`` box (what kind of media it holds)."""
+    size = int.from_bytes(data[:4], "big")
+    box = data[8:min(max(size, 16), 256)]
+    return {box[i:i + 4].decode("latin-1") for i in range(0, len(box) - 3, 4) if i != 4}  # skip the minor version
+
+
+@lru_cache(maxsize=1)
+def _avif_decoder() -> bool:
+    from PIL import features
+
+    return bool(features.check("avif"))
+
+
+@lru_cache(maxsize=1)
+def _heif_decoder() -> bool:
+    """Register pillow-heif's decoder once, if it is installed."""
+    try:
+        import pillow_heif
+    except ImportError:
+        return False
+    pillow_heif.register_heif_opener()  # also applies HEIF's rotation/mirror (EXIF orientation comes back as 1)
+    return True
 
 
 def _looks_like_text(head: bytes) -> bool:

@@ -1,7 +1,7 @@
 """Image payloads for the catalogue, generated at test time from the shared dev photos and Pillow.
 
 Where Pillow can write the format (AVIF, EPS, ICNS, GIF, CMYK JPEG, 16-bit PNG...) the sample is
-real; where it cannot (HEIC, PSD, FITS) the bytes are a minimal well-formed file built by hand,
+real; where it cannot (PSD, FITS, a HEIC header) the bytes are a minimal well-formed file built by hand,
 and the tests check Pillow recognises them, so "refused" means refused by our allow-list and not
 because the sample was junk.
 """
@@ -67,14 +67,21 @@ def _box(kind: bytes, payload: bytes) -> bytes:
 
 
 def heic_file() -> bytes:
-    """An ISO-BMFF file with HEIC brands (no encoder is installed; the brand is what identifies it)."""
+    """An ISO-BMFF file with HEIC brands and no decodable image (a header and random bytes)."""
     ftyp = _box(b"ftyp", b"heic" + b"\x00\x00\x00\x00" + b"mif1heicmiaf")
     meta = _box(b"meta", b"\x00\x00\x00\x00" + _box(b"hdlr", b"\x00" * 8 + b"pict" + b"\x00" * 13))
     return ftyp + meta + _box(b"mdat", random.Random(1).randbytes(2048))
 
 
-def avif_file(image: Image.Image) -> bytes:
-    return save(image.resize((64, 48)), "AVIF", quality=50)
+def avif_photo(image: Image.Image) -> bytes:
+    return save(image, "AVIF", quality=80)
+
+
+def heic_photo(image: Image.Image) -> bytes:
+    import pillow_heif  # the `heic` extra (installed by make test)
+
+    pillow_heif.register_heif_opener()
+    return save(image, "HEIF", quality=80)
 
 
 def fits_file() -> bytes:

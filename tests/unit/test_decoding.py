@@ -19,7 +19,7 @@ from imgcls.errors import (
     PayloadTooLargeError,
     UnsupportedMediaError,
 )
-from imgcls.preprocess import DEFAULT_MAX_PIXELS, decode_image, preprocess, resize_and_crop
+from imgcls.preprocess import DEFAULT_MAX_PIXELS, decode_image, preprocess, resize_and_crop, sniff_format
 
 PP = CATALOG["resnet18"].preprocessing
 
@@ -56,8 +56,7 @@ def test_empty_file():
         (b"PK\x03\x04\x14\x00\x00\x00\x08\x00", "ZIP"),
         (b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"></svg>', "SVG"),
         (b"<svg width='10' height='10'></svg>", "SVG"),
-        (b"\x00\x00\x00\x1cftypheic\x00\x00\x00\x00mif1heic", "HEIC"),
-        (b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00mif1avif", "AVIF"),
+        (b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomavc1", "video"),
         (b"SIMPLE  =                    T / FITS", "FITS"),
         (b"%!PS-Adobe-3.0 EPSF-3.0\n", "EPS"),
         (b"8BPS\x00\x01\x00\x00\x00\x00\x00\x00", "PSD"),
@@ -68,6 +67,16 @@ def test_empty_file():
 def test_non_images_are_unsupported_by_content(payload, detected):
     with pytest.raises(UnsupportedMediaError, match=detected):
         decode_image(payload)
+
+
+@pytest.mark.parametrize("head, fmt", [
+    (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic", "HEIF"),
+    (b"\x00\x00\x00\x18ftypmif1\x00\x00\x00\x00mif1heic", "HEIF"),
+    (b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1miaf", "AVIF"),
+    (b"\x00\x00\x00\x18ftypmif1\x00\x00\x00\x00mif1avif", "AVIF"),  # AVIF listing mif1 first is still AVIF
+])
+def test_heif_family_is_told_apart_by_its_brands(head, fmt):
+    assert sniff_format(head + b"\x00" * 32) == fmt
 
 
 def test_truncated_jpeg_is_corrupt_not_grey():

@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from imgcls.choices import Precision
-from imgcls.cli._common import IMAGE_SUFFIXES, console, console_err, fail, progress_bar
+from imgcls.cli._common import console, console_err, fail, image_files, progress_bar
 
 app = typer.Typer(help="List, install, export and quantise models.", no_args_is_help=True)
 
@@ -140,7 +140,7 @@ def quantize_command(
     spec = resolve_model(model)
 
     def images(folder: Path) -> list[Path]:
-        found = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        found = image_files(folder)
         if not found:
             fail(f"No images found in {folder}.")
         return found
@@ -165,7 +165,7 @@ def verify_openvino_command(
     spec = resolve_model(model)
     photos = None
     if images is not None:
-        photos = sorted(p for p in images.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[:max_images]
+        photos = image_files(images)[:max_images]
         if not photos:
             fail(f"No images found in {images}.")
     with console_err.status(f"Verifying {spec.name} {precision.value} on OpenVINO..."):

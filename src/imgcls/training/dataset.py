@@ -25,7 +25,6 @@ import numpy as np
 from imgcls.errors import DatasetError, ImgclsError
 
 __all__ = [
-    "IMAGE_SUFFIXES",
     "ImageItem",
     "Dataset",
     "scan_dataset",
@@ -33,8 +32,6 @@ __all__ = [
     "load_zh_names",
 ]
 
-# The suffixes the safe decoder accepts (its allow-list: JPEG, PNG, GIF, WebP, BMP, TIFF).
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
 MIN_IMAGES_PER_CLASS = 2  # one to train on, one to validate with
 _EXAMPLES = 5  # how many offending files a message names before saying "and N more"
 
@@ -126,7 +123,7 @@ def scan_dataset(
     Raises:
         DatasetError: a problem that makes training impossible, said in plain words.
     """
-    from imgcls.preprocess import decode_image
+    from imgcls.preprocess import IMAGE_SUFFIXES, decode_image
 
     root = Path(root).expanduser()
     folders, strays = _list_classes(root, what)
