@@ -83,6 +83,7 @@ def request_mix(photos: list[bytes]) -> list[Kind]:
     the rest bad input of every family, plus the read-only endpoints."""
     picture = img.upright(photos[0], 320)
     rgba, cmyk = img.rgba_png(picture), img.cmyk_adobe_jpeg(picture)
+    heic, avif = img.heic_photo(picture), img.avif_photo(picture)
     truncated, bomb = photos[1][: len(photos[1]) // 2], img.png_declaring(100_000, 100_000)
     malformed, multipart_type = b"--x\r\nnot really multipart", "multipart/form-data; boundary=zzz"
 
@@ -94,6 +95,8 @@ def request_mix(photos: list[bytes]) -> list[Kind]:
         Kind("good photo int8", 200, post(photos[4], precision="int8"), True),
         Kind("good RGBA PNG", 200, post(rgba, "a.png", "image/png"), True),
         Kind("good CMYK JPEG", 200, post(cmyk), True),
+        Kind("good HEIC", 200, post(heic, "a.heic", "image/heic"), True),
+        Kind("good AVIF", 200, post(avif, "a.avif", "image/avif"), True),
         Kind("text", 415, post(img.text_file())),
         Kind("truncated JPEG", 400, post(truncated)),
         Kind("empty file", 400, post(b"")),
@@ -102,7 +105,9 @@ def request_mix(photos: list[bytes]) -> list[Kind]:
         Kind("malformed multipart", 400, lambda c, port: c.post(CLASSIFY, content=malformed,
                                                                 headers={"content-type": multipart_type})),
         Kind("wrong field", 422, lambda c, port: c.post(CLASSIFY, files={"image": ("a.jpg", photos[0])})),
-        Kind("raw body", 415, lambda c, port: c.post(CLASSIFY, content=photos[0], headers={"content-type": "image/jpeg"})),
+        Kind("raw body", 200, lambda c, port: c.post(CLASSIFY, content=photos[0], headers={"content-type": "image/jpeg"}),
+             True),
+        Kind("JSON body", 415, lambda c, port: c.post(CLASSIFY, json={"image": "aGVsbG8="})),
         Kind("GET classify", 405, lambda c, port: c.get(CLASSIFY)),
         Kind("unknown model", 404, post(photos[0], model="nope")),
         Kind("bad top_k", 422, post(photos[0], top_k=0)),
