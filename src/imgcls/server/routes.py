@@ -153,18 +153,13 @@ async def classify(
     lang_used = served.slot.spec.label_language(lang.value)
     # Busy: wait in line (first for the bytes of the body, then, body read, for room in the queue),
     # 503 after --queue-timeout seconds of waiting. Nobody holds queue room while uploading.
-    loop = asyncio.get_running_loop()
     patience = state.config.queue_timeout_s
-    declared = _content_length(request)
     with state.upload_budget.lease() as lease:
-        if declared is not None and declared <= state.upload_limits.max_bytes:  # larger: read_uploads says 413
-            started = loop.time()
-            await lease.reserve(declared, started + patience)
-            patience -= loop.time() - started
-        uploads = await read_uploads(request.receive, request.headers.get("content-type"), declared,
-                                     state.upload_limits, lease)
+        uploads = await read_uploads(request.receive, request.headers.get("content-type"), _content_length(request),
+                                     state.upload_limits, lease, patience)
         info["n_files"] = len(uploads)
-        async with served.batcher.admission(len(uploads), loop.time() + patience):
+        deadline = asyncio.get_running_loop().time() + patience - lease.waited_s
+        async with served.batcher.admission(len(uploads), deadline):
             results = await asyncio.gather(*(_classify_one(state, served, up, top_k, lang_used) for up in uploads))
     if len(results) == 1 and "error" in results[0]:
         error = results[0]["error"]

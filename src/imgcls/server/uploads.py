@@ -110,14 +110,18 @@ class _Lease:
         self.budget = budget
         self.held = 0
         self.prepaid = 0  # reserved and not yet taken by arriving bytes
+        self.waited_s = 0.0  # time spent in line for the reservation
 
-    async def reserve(self, n: int, deadline: float) -> None:
-        """Hold ``n`` bytes for a body about to be read, waiting in line until ``deadline``.
+    async def reserve(self, n: int, patience_s: float) -> None:
+        """Hold ``n`` bytes for a body about to be read, waiting in line at most ``patience_s``.
 
         Raises:
-            OverloadedError: the share did not come before the deadline.
+            OverloadedError: the share did not come in time.
         """
-        await self.budget._line.acquire(n, deadline)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await self.budget._line.acquire(n, started + patience_s)
+        self.waited_s = loop.time() - started
         self.held += n
         self.prepaid += n
 
@@ -127,10 +131,10 @@ class _Lease:
         n -= covered
         if not n:
             return
-        if self.budget.used + n > self.budget.limit:
+        if not self.budget._fits(n):
             raise UploadError("The server is receiving too many uploads at once; try again shortly.", status=503,
                               code="overloaded")
-        self.budget.used += n
+        self.budget._add(n)
         self.held += n
 
 
@@ -186,7 +190,6 @@ class _RawBody:
 
     def __init__(self) -> None:
         self.data = bytearray()
-        self.parts = 1  # no preamble to bound
 
     def write(self, chunk: bytes) -> None:
         self.data.extend(chunk)
@@ -253,7 +256,7 @@ class _PartCollector:
 
 
 async def read_uploads(receive, content_type: str | None, declared_length: int | None, limits: UploadLimits,
-                       lease: _Lease | None = None) -> list[Upload]:
+                       lease: _Lease | None = None, patience_s: float = 0.0) -> list[Upload]:
     """Read a multipart body from ASGI ``receive`` and return its 'file' parts in upload order
     (or, for a raw image body, that one image).
 
@@ -262,16 +265,20 @@ async def read_uploads(receive, content_type: str | None, declared_length: int |
         content_type: the request's Content-Type header.
         declared_length: its Content-Length, or None for a chunked body.
         limits: caps and the deadline.
-        lease: this request's share of the server-wide ByteBudget (charged as bytes arrive).
+        lease: this request's share of the server-wide ByteBudget: a body of declared length
+            reserves it (waiting in line at most ``patience_s``) once the headers pass the checks
+            above; a chunked body is charged as bytes arrive.
 
     Raises:
         UnsupportedMediaError (415), UploadError (400/408/413/422, 503 when the budget is spent),
-        ClientGone.
+        OverloadedError (503: no share of the budget in time), ClientGone.
     """
     boundary = check_content_type(content_type)
     chunked = declared_length is None
     if declared_length is not None and declared_length > limits.max_bytes:
         raise _too_large(limits, close=False)
+    if lease is not None and declared_length is not None:
+        await lease.reserve(declared_length, patience_s)  # only now: 413/415 are answered without waiting
     if boundary is None:
         collector = parser = _RawBody()
     else:
@@ -295,7 +302,7 @@ async def read_uploads(receive, content_type: str | None, declared_length: int |
                     lease.take(len(body))
                 if body:
                     parser.write(body)
-                    if collector.parts == 0 and received > limits.max_preamble:
+                    if boundary is not None and collector.parts == 0 and received > limits.max_preamble:
                         raise UploadError("The multipart body has too much data before its first part.",
                                           code="malformed_multipart")
                 if finished:
