@@ -77,6 +77,13 @@ def avif_photo(image: Image.Image) -> bytes:
     return save(image, "AVIF", quality=80)
 
 
+def jpeg2000_photo(image: Image.Image, scale: int = 1) -> bytes:
+    """Lossy JPEG 2000 (20:1, as archives keep access copies), optionally upscaled ``scale`` times."""
+    if scale > 1:
+        image = image.resize((image.width * scale, image.height * scale), Image.LANCZOS)
+    return save(image, "JPEG2000", irreversible=True, quality_mode="rates", quality_layers=[20])
+
+
 def heic_photo(image: Image.Image) -> bytes:
     import pillow_heif  # the `heic` extra (installed by make test)
 

@@ -114,6 +114,24 @@ def test_phone_formats_avif_and_heic_are_classified_like_the_jpeg(rel_server, ph
     expect_error(rel_server, SECTION, "HEIC header without image data", response, {400}, "corrupt_image")
 
 
+def test_archive_format_jpeg2000_is_classified_like_the_jpeg(rel_server, photos):
+    """JPEG 2000 (photo archives, libraries, museums): the JP2 container and the bare codestream,
+    named .jpg. A large file stops at a halved resolution level instead of decoding every pixel."""
+    for data, expected in photos:
+        picture = img.upright(data)
+        response = classify(rel_server, img.jpeg2000_photo(picture))
+        result = expect_ok(rel_server, "JPEG 2000 photo named .jpg", response)
+        assert result["input"]["format"] == "JPEG2000" and same_top1(response, expected), (top(response)[:2], expected)
+    data, expected = photos[0]
+    big = img.jpeg2000_photo(img.upright(data), scale=5)
+    response = classify(rel_server, big)
+    result = expect_ok(rel_server, f"JPEG 2000 photo upscaled 5x ({len(big) // 1024} KB)", response)
+    assert any("JPEG 2000 resolution level" in c for c in result["input"]["conversions"]), result
+    assert same_top1(response, expected), (top(response)[:2], expected)
+    response = classify(rel_server, big[: len(big) // 3])
+    expect_error(rel_server, SECTION, "JPEG 2000 truncated at 33%", response, {400}, "corrupt_image")
+
+
 def test_truncated_jpeg_is_corrupt_not_grey(rel_server, photos):
     data = photos[0][0]
     for fraction in (0.3, 0.6, 0.95):

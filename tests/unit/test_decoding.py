@@ -220,3 +220,34 @@ def test_draft_mode_only_for_large_jpegs():
     big = decode_image(jpeg_bytes(photo((2400, 1600))), draft_size=256)
     assert "decoded at 1/2 scale (JPEG draft mode)" in big.report.conversions
     assert big.report.width == 2400  # the report keeps the original size
+
+
+def jpeg2000_bytes(image: Image.Image, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG2000", **options)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("options", [{}, {"no_jp2": True}], ids=["jp2 container", "bare codestream"])
+def test_jpeg2000_is_decoded_with_the_right_colours(options):
+    original = photo((320, 240))
+    decoded = decode_image(jpeg2000_bytes(original, **options))  # Pillow's default: lossless
+    assert decoded.report.format == "JPEG2000" and decoded.image.size == (320, 240)
+    assert np.array_equal(np.asarray(decoded.image), np.asarray(original))
+
+
+def test_jpeg2000_big_files_stop_at_a_halved_resolution_level():
+    big = jpeg2000_bytes(photo((2400, 1600)), irreversible=True)
+    decoded = decode_image(big, draft_size=256)
+    assert decoded.image.size == (1200, 800) and decoded.report.width == 2400
+    assert "decoded at 1/2 scale (JPEG 2000 resolution level)" in decoded.report.conversions
+    assert decode_image(big).image.size == (2400, 1600)  # no draft size: every pixel
+    # A file with no halved levels (one resolution) cannot stop early: decoded in full, no error.
+    flat = decode_image(jpeg2000_bytes(photo((2400, 1600)), irreversible=True, num_resolutions=1), draft_size=256)
+    assert flat.image.size == (2400, 1600) and flat.report.conversions == []
+
+
+def test_jpeg2000_truncated_is_corrupt():
+    data = jpeg2000_bytes(photo((640, 480)))
+    with pytest.raises(CorruptImageError, match="corrupt"):
+        decode_image(data[: len(data) // 2], draft_size=256)

@@ -117,7 +117,7 @@ MULTIPART_BODY = {
             "multipart/form-data": {"schema": {
                 "type": "object", "required": ["file"],
                 "properties": {"file": {"type": "array", "minItems": 1, "items": {"type": "string", "format": "binary"},
-                                        "description": "One or more images (JPEG, PNG, GIF, WebP, BMP, TIFF, AVIF, HEIC)."}},
+                                        "description": "One or more images (JPEG, PNG, GIF, WebP, BMP, TIFF, AVIF, HEIC, JPEG 2000)."}},
             }},
             # One image as the whole body (curl --data-binary, most load generators).
             "image/*": {"schema": {"type": "string", "format": "binary"}},
