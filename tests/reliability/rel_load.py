@@ -83,7 +83,7 @@ def request_mix(photos: list[bytes]) -> list[Kind]:
     the rest bad input of every family, plus the read-only endpoints."""
     picture = img.upright(photos[0], 320)
     rgba, cmyk = img.rgba_png(picture), img.cmyk_adobe_jpeg(picture)
-    heic, avif = img.heic_photo(picture), img.avif_photo(picture)
+    heic, avif, jp2 = img.heic_photo(picture), img.avif_photo(picture), img.jpeg2000_photo(picture)
     truncated, bomb = photos[1][: len(photos[1]) // 2], img.png_declaring(100_000, 100_000)
     malformed, multipart_type = b"--x\r\nnot really multipart", "multipart/form-data; boundary=zzz"
 
@@ -97,6 +97,7 @@ def request_mix(photos: list[bytes]) -> list[Kind]:
         Kind("good CMYK JPEG", 200, post(cmyk), True),
         Kind("good HEIC", 200, post(heic, "a.heic", "image/heic"), True),
         Kind("good AVIF", 200, post(avif, "a.avif", "image/avif"), True),
+        Kind("good JPEG 2000", 200, post(jp2, "a.jp2", "image/jp2"), True),
         Kind("text", 415, post(img.text_file())),
         Kind("truncated JPEG", 400, post(truncated)),
         Kind("empty file", 400, post(b"")),
