@@ -41,6 +41,7 @@ __all__ = [
     "decode_image",
     "preprocess",
     "resize_and_crop",
+    "thumbnail_jpeg",
 ]
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
@@ -428,6 +429,15 @@ def resize_and_crop(image: Image.Image, pp: Preprocessing) -> Image.Image:
         return image.resize((pp.crop, pp.crop), Image.BILINEAR, box=box)
     resized = image.resize((new_w, new_h), Image.BILINEAR) if (new_w, new_h) != (width, height) else image
     return resized.crop((left, top, left + pp.crop, top + pp.crop))
+
+
+def thumbnail_jpeg(image: Image.Image, max_side: int, quality: int = 80) -> bytes:
+    """A small JPEG of a decoded RGB image, at most ``max_side`` pixels on its longer side."""
+    thumb = image.copy() if max(image.size) > max_side else image
+    thumb.thumbnail((max_side, max_side), Image.BILINEAR, reducing_gap=2.0)
+    buffer = io.BytesIO()
+    thumb.save(buffer, "JPEG", quality=quality)
+    return buffer.getvalue()
 
 
 def _pad_crop(image: Image.Image, crop: int) -> Image.Image:

@@ -165,3 +165,34 @@ def test_model_selector_lists_served_models(browser, photos, reference):
     page.reload()
     page.locator(f"[data-testid=model-select] option[value='{BUNDLE_NAME}']").wait_for(state="attached")
     expect(select).to_have_value(BUNDLE_NAME)
+
+
+def test_formats_the_browser_cannot_draw_get_the_servers_thumbnail(browser, photos, reference, tmp_path):
+    """Chromium draws neither HEIC, TIFF nor JPEG 2000: the card starts with "No preview", then
+    shows the thumbnail the server made while classifying (classify's `preview` parameter),
+    upright and at most 320 px. A JPEG in the same chunk keeps its local thumbnail."""
+    import pillow_heif  # the `heic` extra (installed by make test)
+    from PIL import Image
+
+    pillow_heif.register_heif_opener()
+    tench = photos[0]
+    picture = Image.open(tench).convert("RGB")
+    files = []
+    for suffix, fmt in ((".heic", "HEIF"), (".tif", "TIFF"), (".jp2", "JPEG2000")):
+        path = tmp_path / f"{tench.stem}{suffix}"
+        picture.save(path, fmt)
+        files.append(path)
+    page = browser.open("/")
+    page.get_by_test_id("file-input").set_input_files([str(p) for p in files] + [str(photos[1])])
+    expect(page.locator("[data-testid=result-card] .thumb-none")).to_have_count(len(files))
+    classify_all(page, len(files) + 1)
+    for path in files:
+        shown = card(page, path.name).get_by_test_id("server-preview")
+        expect(shown).to_have_count(1)
+        size = shown.evaluate("(img) => img.decode().then(() => [img.naturalWidth, img.naturalHeight])")
+        assert size == [320, round(320 * picture.height / picture.width)], (path.name, size)
+        assert card_top(page, path.name)[0]["label"] == reference[tench.name]["label"], path.name
+    expect(page.locator("[data-testid=result-card] .thumb-none")).to_have_count(0)
+    local = card(page, photos[1].name).locator("img.thumb")
+    assert local.get_attribute("src").startswith("blob:")
+    browser.shot(page, "server-previews")

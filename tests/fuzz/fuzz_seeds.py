@@ -47,6 +47,8 @@ def seed_files() -> dict[str, bytes]:
         "lzw.tif": _save(rgb, "TIFF", compression="tiff_lzw"),
         "packbits-grey.tif": _save(rgb.convert("L"), "TIFF", compression="packbits"),
         "float.tif": _save(Image.fromarray((yy / 24.0).astype(np.float32)), "TIFF"),
+        "lossy.jp2": _save(rgb, "JPEG2000", irreversible=True, quality_mode="rates", quality_layers=[10]),
+        "lossless.j2k": _save(rgb.convert("L"), "JPEG2000", no_jp2=True),
     }
 
 

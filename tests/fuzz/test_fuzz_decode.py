@@ -1,7 +1,7 @@
 """Coverage-guided fuzzing of decode_image + preprocess under atheris, for a bounded time.
 
 The harness (fuzz_decode.py) runs as a subprocess seeded with small valid JPEG/PNG/GIF/WebP/BMP/
-TIFF files generated here. Anything but an ``ImgclsError`` (or a clean RGB result) is a finding:
+TIFF/JPEG 2000 files generated here. Anything but an ``ImgclsError`` (or a clean RGB result) is a finding:
 libFuzzer stops, writes the input to test-artifacts/fuzz-findings/, and this test fails with the
 harness's traceback. Each finding, once fixed in preprocess.py, is kept as a file in
 tests/fuzz/regressions/ and replayed by test_regressions on every run (no fuzzer needed).

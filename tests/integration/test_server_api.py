@@ -310,6 +310,35 @@ def _solo_calls(metrics_text: str) -> float:
     return float(found.group(1)) if found else 0.0
 
 
+def test_preview_is_the_upright_decoded_image_as_a_small_jpeg(server, photos):
+    """?preview=N returns what the model saw (EXIF rotation applied) as a JPEG data URL, longer
+    side N; without it no preview is sent; out-of-range sizes are a 422."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    picture = Image.open(photos[0]).convert("RGB")  # landscape
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: shown rotated 90 degrees, so upright it is portrait
+    buffer = io.BytesIO()
+    picture.save(buffer, "JPEG", quality=92, exif=exif.tobytes())
+    with server.client() as client:
+        plain = post_files(client, [("side.jpg", buffer.getvalue())])
+        previewed = post_files(client, [("side.jpg", buffer.getvalue()), (photos[1].name, photos[1].read_bytes())],
+                               preview=200)
+        too_big = post_files(client, [("side.jpg", buffer.getvalue())], preview=513)
+    assert plain.status_code == 200 and "preview" not in plain.json()["results"][0]
+    assert previewed.status_code == 200, previewed.text
+    first, second = previewed.json()["results"]
+    assert first["top"] == plain.json()["results"][0]["top"]  # asking for a preview changes no answer
+    prefix = "data:image/jpeg;base64,"
+    assert first["preview"].startswith(prefix) and second["preview"].startswith(prefix)
+    thumb = Image.open(io.BytesIO(base64.b64decode(first["preview"][len(prefix):])))
+    assert thumb.format == "JPEG" and thumb.size == (round(200 * picture.height / picture.width), 200)
+    assert too_big.status_code == 422 and too_big.json()["error"]["code"] == "invalid_parameter"
+
+
 def test_a_lone_request_is_a_solo_call(server, photos):
     """Nothing else in the server: the model call may use every core (--solo-threads)."""
     with server.client() as client:

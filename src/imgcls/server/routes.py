@@ -10,6 +10,7 @@ keep upload order; a file that fails gets its own error entry and the others sti
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import time
 from typing import Optional
@@ -21,6 +22,7 @@ from pydantic import BaseModel, Field
 
 from imgcls.choices import Lang, Precision
 from imgcls.errors import ImgclsError
+from imgcls.preprocess import thumbnail_jpeg
 from imgcls.server.config import MAX_TOP_K
 from imgcls.server.http_errors import error_headers, error_response
 from imgcls.server.uploads import Upload, UploadLimits, read_uploads
@@ -53,6 +55,7 @@ class FileResult(BaseModel):
     top: Optional[list[TopEntry]] = None
     input: Optional[dict] = None
     timing_ms: Optional[dict[str, float]] = None
+    preview: Optional[str] = None  # with ?preview=N: the decoded, upright image as a small JPEG data URL
     error: Optional[ErrorBody] = None
     status: Optional[int] = None
 
@@ -109,6 +112,7 @@ class StatusResponse(BaseModel):
     status: str
 
 
+MAX_PREVIEW_PX = 512
 ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 408, 413, 415, 421, 422, 503)}
 MULTIPART_BODY = {
     "requestBody": {
@@ -139,6 +143,10 @@ async def classify(
     top_k: int = Query(5, ge=1, le=MAX_TOP_K, description="How many classes per image."),
     lang: Lang = Query(Lang.en, description="Label language (models without Chinese names answer in English)."),
     precision: Optional[Precision] = Query(None, description="fp32 or int8 (default: the server's)."),
+    preview: int = Query(0, ge=0, le=MAX_PREVIEW_PX, description=(
+        "Also return each image, decoded and upright, as a JPEG data URL at most this many pixels on its "
+        "longer side (0 = none): a thumbnail for clients that cannot show the original format (most browsers "
+        "and HEIC, TIFF or JPEG 2000).")),
 ):
     """Multipart upload with one or more parts named `file`, or one image as the raw body
     (`Content-Type: image/*` or `application/octet-stream`). Results come back in upload order;
@@ -160,7 +168,8 @@ async def classify(
         info["n_files"] = len(uploads)
         deadline = asyncio.get_running_loop().time() + patience - lease.waited_s
         async with served.batcher.admission(len(uploads), deadline):
-            results = await asyncio.gather(*(_classify_one(state, served, up, top_k, lang_used) for up in uploads))
+            results = await asyncio.gather(*(_classify_one(state, served, up, top_k, lang_used, preview)
+                                             for up in uploads))
     if len(results) == 1 and "error" in results[0]:
         error = results[0]["error"]
         return error_response(results[0]["status"], error["code"], error["message"])
@@ -168,13 +177,13 @@ async def classify(
                         headers=NO_STORE)
 
 
-async def _classify_one(state, served, upload: Upload, top_k: int, lang: str) -> dict:
+async def _classify_one(state, served, upload: Upload, top_k: int, lang: str, preview_px: int) -> dict:
     started = time.perf_counter()
     classifier = served.classifier
     data, upload.data = upload.data, b""  # drop the request's copy as soon as it is decoded
     try:
-        array, report, decode_ms = await asyncio.get_running_loop().run_in_executor(
-            state.decode_pool, _prepare, classifier, data)
+        array, report, decode_ms, preview = await asyncio.get_running_loop().run_in_executor(
+            state.decode_pool, _prepare, classifier, data, preview_px)
         del data
         result = await served.batcher.submit(array)
     except ImgclsError as exc:
@@ -187,20 +196,27 @@ async def _classify_one(state, served, upload: Upload, top_k: int, lang: str) ->
         return {"filename": upload.filename, "status": 500,
                 "error": {"code": "internal_error", "message": "This file could not be classified (server error)."}}
     state.metrics.images.labels(served.name, served.precision, "ok").inc()
-    return {
+    answer = {
         "filename": upload.filename,
         "top": classifier.format_top(result.probabilities, top_k, lang),
         "input": report,
         "timing_ms": {"decode": decode_ms, "queue": result.queue_ms, "model": result.model_ms,
                       "total": round((time.perf_counter() - started) * 1000, 2)},
     }
+    if preview:
+        answer["preview"] = preview
+    return answer
 
 
-def _prepare(classifier, data: bytes):
+def _prepare(classifier, data: bytes, preview_px: int):
     started = time.perf_counter()
     decoded = classifier.decode(data)
     array = classifier.to_array(decoded.image)
-    return array, decoded.report.to_dict(), round((time.perf_counter() - started) * 1000, 2)
+    decode_ms = round((time.perf_counter() - started) * 1000, 2)  # the preview is not part of the decode
+    preview = None
+    if preview_px:
+        preview = "data:image/jpeg;base64," + base64.b64encode(thumbnail_jpeg(decoded.image, preview_px)).decode("ascii")
+    return array, decoded.report.to_dict(), decode_ms, preview
 
 
 def _content_length(request: Request) -> int | None:

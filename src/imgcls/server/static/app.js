@@ -182,17 +182,23 @@ async function fetchLabels(model, lang) {
 
 // ---- items ------------------------------------------------------------------
 
+const BROWSER_IMAGE_TYPES = new Set(['image/jpeg', 'image/png', 'image/gif', 'image/webp', 'image/bmp', 'image/avif']);
+
 function addFiles(fileList) {
   const files = Array.from(fileList || []).filter((f) => f instanceof File);
   if (!files.length) return;
   for (const file of files) {
-    const looksLikeImage = !file.type || file.type.startsWith('image/');
+    // Formats the browser cannot draw (HEIC, TIFF, JPEG 2000, unknown types) get their
+    // thumbnail from the server, which decodes them anyway (classify's `preview` parameter).
+    const showable = BROWSER_IMAGE_TYPES.has(file.type);
     state.items.push({
       id: state.nextId++,
       file,
       name: file.name || 'image',
       size: file.size,
-      url: looksLikeImage ? URL.createObjectURL(file) : null,
+      url: showable ? URL.createObjectURL(file) : null,
+      needsPreview: !showable,
+      previewUrl: null,
       status: 'pending',
       result: null,
       error: null,

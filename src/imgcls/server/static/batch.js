@@ -13,6 +13,7 @@ import { showBanner, hideBanner, announce } from './banner.js';
 
 export const CHUNK_SIZE = 4;
 const MAX_BUSY_RETRIES = 5;
+const PREVIEW_PX = 320; // server-made thumbnails: the card's width on a 2x screen
 const MAX_RETRY_WAIT_S = 30;
 // A server that is still loading its models will be ready soon (a slow machine can take a
 // minute): keep waiting that long instead of giving up after a few quick retries.
@@ -67,7 +68,9 @@ export async function sendChunk(chunk, run, ctx) {
   let warmupWaited = 0;
   for (let attempt = 0; ; attempt++) {
     try {
-      const data = await api.classify(chunk.map((it) => it.file), params, { signal: run.ctrl.signal });
+      // Ask for thumbnails only when a file in the chunk needs one (the browser cannot draw it).
+      const wanted = chunk.some((it) => it.needsPreview && !it.previewUrl) ? { ...params, preview: PREVIEW_PX } : params;
+      const data = await api.classify(chunk.map((it) => it.file), wanted, { signal: run.ctrl.signal });
       applyResults(chunk, data, run, ctx);
       if (attempt > 0) hideBanner();
       return true;
@@ -155,6 +158,9 @@ function applyResults(chunk, data, run, ctx) {
     const r = byOrder ? results[i] : results.find((x) => x && x.filename === item.name);
     item.settingsKey = ctx.key;
     item.model = data.model || null;
+    if (r && typeof r.preview === 'string' && r.preview.startsWith('data:image/jpeg;base64,') && item.needsPreview) {
+      item.previewUrl = r.preview;
+    }
     if (r && Array.isArray(r.top)) {
       item.result = {
         // The language the server really answered in (a model without Chinese names answers in English).

@@ -7,22 +7,30 @@ import { t, getLang, htmlLang } from './i18n.js';
 import { h, formatPercent, formatMs, formatBytes } from './dom.js';
 import { errorText, describeInput, describeConversion } from './report.js';
 
-/** Make (once) the thumbnail or a "no preview" placeholder for an item. */
+/**
+ * Make the thumbnail or a "no preview" placeholder for an item, once; a placeholder gives way to
+ * the server's preview (item.previewUrl) when one arrives.
+ */
 function thumbnail(item) {
-  if (item.thumb) return item.thumb;
+  const isPlaceholder = item.thumb && item.thumb.classList.contains('thumb-none');
+  if (item.thumb && !(isPlaceholder && item.previewUrl)) return item.thumb;
   const placeholder = () => h('div', { class: 'thumb thumb-none' },
     h('span', { class: 'thumb-icon', 'aria-hidden': 'true' }, fileGlyph()),
     h('span', { class: 'thumb-none-text', 'data-i18n': 'card.noPreview' }, t('card.noPreview')));
-  if (!item.url) {
+  const src = item.previewUrl || item.url;
+  if (!src) {
     item.thumb = placeholder();
     return item.thumb;
   }
-  const img = h('img', { class: 'thumb', src: item.url, alt: '', decoding: 'async', loading: 'lazy' });
+  const img = h('img', { class: 'thumb', src, alt: '', decoding: 'async', loading: 'lazy',
+                         'data-testid': item.previewUrl ? 'server-preview' : null });
   img.addEventListener('error', () => {
+    item.needsPreview = true; // the browser could not draw it after all: ask the server next time
     const ph = placeholder();
     img.replaceWith(ph);
     item.thumb = ph;
   }, { once: true });
+  if (item.thumb) item.thumb.replaceWith(img);
   item.thumb = img;
   return img;
 }
