@@ -265,3 +265,33 @@ def test_accepted_hostnames():
     assert ServerConfig(host="0.0.0.0").accepted_hostnames() is None
     named = ServerConfig(host="0.0.0.0", allowed_hosts=["Imgcls.Internal"]).accepted_hostnames()
     assert "imgcls.internal" in named and "localhost" in named
+
+
+def test_open_file_limit_is_raised_to_fit_the_connections():
+    """With `ulimit -n 256` (soft) the server lifts its own soft limit to what --max-connections
+    needs, within the hard limit; a hard limit too low for it is logged, not fatal."""
+    import resource
+    import subprocess
+    import sys
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1300:
+        pytest.skip(f"the hard open-file limit here is {hard}")
+    script = ("import resource; from imgcls.server.runner import ensure_open_file_limit as e; "
+              "print(e(1280), resource.getrlimit(resource.RLIMIT_NOFILE)[0])")
+
+    def low_soft_limit(value):
+        return lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (value, hard))
+
+    raised = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                            preexec_fn=low_soft_limit(256))
+    assert raised.stdout.split() == ["1280", "1280"], raised
+    already = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                             preexec_fn=low_soft_limit(2000))
+    assert already.stdout.split() == ["2000", "2000"], already  # never lowered
+    capped = subprocess.run(
+        [sys.executable, "-c", "import logging, resource; logging.basicConfig(); "
+         "resource.setrlimit(resource.RLIMIT_NOFILE, (100, 300)); "
+         "from imgcls.server.runner import ensure_open_file_limit as e; print(e(1280))"],
+        capture_output=True, text=True, check=True)
+    assert capped.stdout.split() == ["300"] and "--max-connections needs about 1280" in capped.stderr, capped

@@ -83,7 +83,7 @@ def serve(
              "proxy. Other names are refused (DNS-rebinding protection). Env: IMGCLS_ALLOWED_HOSTS (comma-separated)."),
     body_timeout: float = typer.Option(30.0, "--body-timeout", envvar="IMGCLS_BODY_TIMEOUT", min=0.1,
                                        help="Seconds a client gets to send a whole upload (slow clients get 408)."),
-    max_connections: int = typer.Option(500, "--max-connections", envvar="IMGCLS_MAX_CONNECTIONS", min=1, max=100_000,
+    max_connections: int = typer.Option(1024, "--max-connections", envvar="IMGCLS_MAX_CONNECTIONS", min=1, max=100_000,
                                         help="Open connections (and requests in progress) the server holds; one more "
                                              "gets a JSON 503 with Retry-After and is closed."),
     drain_seconds: float = typer.Option(1.0, "--drain-seconds", envvar="IMGCLS_DRAIN_SECONDS", min=0,

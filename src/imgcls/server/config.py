@@ -59,7 +59,7 @@ class ServerConfig:
     api_key: str | None = None  # protects /api/* and /metrics when set
     allowed_hosts: list[str] = field(default_factory=list)  # extra Host names accepted (DNS-rebinding guard)
     body_timeout_s: float = 30.0  # an upload must arrive completely within this time (slow-client guard)
-    max_connections: int = 500  # open connections + requests in progress; beyond -> JSON 503 and close
+    max_connections: int = 1024  # open connections + requests in progress; beyond -> JSON 503 and close
     drain_seconds: float = 1.0  # after SIGTERM: answer 503 / not-ready this long before closing the listener
     graceful_timeout_s: float = 10.0  # then wait at most this long for in-flight requests
     log_level: str = "info"

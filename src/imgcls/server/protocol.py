@@ -3,7 +3,7 @@
 uvicorn bounds neither the time nor the size of a request's *headers*: a client that opens a
 connection and sends nothing, or one header byte per second (slowloris), holds a connection
 slot forever, and one endless header line grows the process by the size of the header (200 MB
-of ``X-Big: aaaa...`` cost 280 MB of RSS and minutes of CPU in a probe). With 500 connection
+of ``X-Big: aaaa...`` cost 280 MB of RSS and minutes of CPU in a probe). With a fixed number of connection
 slots, a handful of such clients lock everyone else out. This subclass adds:
 
 * a **header deadline**: the request line and headers must arrive within ``header_timeout_s``

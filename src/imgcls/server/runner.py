@@ -122,12 +122,43 @@ def _http_protocol(config: ServerConfig):
     return guarded_protocol(header_timeout_s=min(HEADER_TIMEOUT_S, config.body_timeout_s))
 
 
+# Model files, log and metrics handles, the listening socket, pipes: generous, as running out
+# makes accept() fail and every new client wait on a server that cannot take it.
+FILES_BESIDES_CONNECTIONS = 256
+
+
+def ensure_open_file_limit(needed: int) -> int:
+    """Raise this process's soft open-file limit (``ulimit -n``, often 1024) towards ``needed``,
+    up to the hard limit, which needs no privilege; warn when the hard limit is lower.
+
+    Returns the soft limit in force afterwards."""
+    try:
+        import resource
+    except ImportError:  # not POSIX: nothing to raise
+        return needed
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return soft
+    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    if soft < needed:
+        log.warning("The open-file limit is %d (ulimit -n); --max-connections needs about %d. Raise the limit "
+                    "or lower --max-connections, or new clients will wait on accept errors.", soft, needed)
+    return soft
+
+
 def run_server(config: ServerConfig) -> int:
     """Resolve models (building a missing fp32 artifact out of process), bind, serve until
     signalled. Returns the process exit code. Raises ImgclsError / OSError with one-line
     messages for problems found before serving."""
     config.validate()
     configure_logging(config.log_level)
+    ensure_open_file_limit(config.max_connections + FILES_BESIDES_CONNECTIONS)
     slots = resolve_models(config, build_missing=build_fp32_in_subprocess)
     app = create_app(config, slots=slots)
     state = app.state.imgcls
