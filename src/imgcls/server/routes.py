@@ -145,8 +145,8 @@ async def classify(
     precision: Optional[Precision] = Query(None, description="fp32 or int8 (default: the server's)."),
     preview: int = Query(0, ge=0, le=MAX_PREVIEW_PX, description=(
         "Also return each image, decoded and upright, as a JPEG data URL at most this many pixels on its "
-        "longer side (0 = none): a thumbnail for clients that cannot show the original format (most browsers "
-        "and HEIC, TIFF or JPEG 2000).")),
+        "longer side (0 = none): a thumbnail for clients that cannot show the original format (browsers "
+        "cannot show HEIC, TIFF or JPEG 2000).")),
 ):
     """Multipart upload with one or more parts named `file`, or one image as the raw body
     (`Content-Type: image/*` or `application/octet-stream`). Results come back in upload order;
@@ -215,7 +215,8 @@ def _prepare(classifier, data: bytes, preview_px: int):
     decode_ms = round((time.perf_counter() - started) * 1000, 2)  # the preview is not part of the decode
     preview = None
     if preview_px:
-        preview = "data:image/jpeg;base64," + base64.b64encode(thumbnail_jpeg(decoded.image, preview_px)).decode("ascii")
+        thumbnail = thumbnail_jpeg(decoded.image, preview_px)
+        preview = "data:image/jpeg;base64," + base64.b64encode(thumbnail).decode("ascii")
     return array, decoded.report.to_dict(), decode_ms, preview
 
 
