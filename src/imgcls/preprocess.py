@@ -98,7 +98,7 @@ def sniff_format(data: bytes) -> str:
     head = data[:64]
     for magic, name in _ALLOWED_MAGIC:
         if head.startswith(magic):
-            if name == "JPEG2000" and not _jpeg2000_decoder():
+            if name == "JPEG2000" and not _pillow_has("jpg_2000"):
                 raise UnsupportedMediaError("JPEG 2000 images need a Pillow built with OpenJPEG (pip install -U pillow); "
                                             "or convert to JPEG or PNG first.")
             return name
@@ -107,7 +107,7 @@ def sniff_format(data: bytes) -> str:
     if head[4:8] == b"ftyp":
         brands = _ftyp_brands(data)
         if brands & _AVIF_BRANDS:  # before HEIF: AVIF files list mif1 too
-            if not _avif_decoder():
+            if not _pillow_has("avif"):
                 raise UnsupportedMediaError("AVIF images need a Pillow built with AVIF support (pip install "
                                             "-U pillow); or convert to JPEG or PNG first.")
             return "AVIF"
@@ -139,18 +139,12 @@ def _ftyp_brands(data: bytes) -> set[str]:
     return {box[i:i + 4].decode("latin-1") for i in range(0, len(box) - 3, 4) if i != 4}  # skip the minor version
 
 
-@lru_cache(maxsize=1)
-def _avif_decoder() -> bool:
+@lru_cache(maxsize=None)
+def _pillow_has(feature: str) -> bool:
+    """Whether this Pillow was built with a codec ("avif", "jpg_2000"); checked once per name."""
     from PIL import features
 
-    return bool(features.check("avif"))
-
-
-@lru_cache(maxsize=1)
-def _jpeg2000_decoder() -> bool:
-    from PIL import features
-
-    return bool(features.check("jpg_2000"))
+    return bool(features.check(feature))
 
 
 @lru_cache(maxsize=1)
@@ -230,17 +224,11 @@ def decode_image(
         raise EmptyFileError("The file is empty.")
     if len(data) > max_bytes:
         raise PayloadTooLargeError(f"The file is larger than the {max_bytes // (1024 * 1024)} MB limit.")
-    fmt = sniff_format(data)
-    try:
-        return _decode(data, fmt, max_pixels, draft_size)
-    except CorruptImageError:
-        if fmt != "JPEG2000" or not draft_size:
-            raise
-        # A tile header may declare fewer resolution levels than the main header: decode in full.
-        return _decode(data, fmt, max_pixels, None)
+    return _decode(data, sniff_format(data), max_pixels, draft_size)
 
 
 def _decode(data: bytes, fmt: str, max_pixels: int, draft_size: int | None) -> DecodedImage:
+    reduced = False
     try:
         with warnings.catch_warnings():
             # Pillow warns (not raises) between 1x and 2x its pixel limit; make that an error too.
@@ -259,7 +247,7 @@ def _decode(data: bytes, fmt: str, max_pixels: int, draft_size: int | None) -> D
             if draft_size and fmt == "JPEG":
                 _apply_draft(image, draft_size, report)
             elif draft_size and fmt == "JPEG2000":
-                _apply_jpeg2000_reduce(image, data, draft_size, report)
+                reduced = _apply_jpeg2000_reduce(image, data, draft_size, report)
             image.load()
             image = _fix_plain_cmyk(image, fmt, report)
             image = _apply_exif_orientation(image, report)
@@ -271,6 +259,8 @@ def _decode(data: bytes, fmt: str, max_pixels: int, draft_size: int | None) -> D
     except UnidentifiedImageError:
         raise CorruptImageError(f"The file looks like {fmt} but could not be decoded (corrupt image).") from None
     except (OSError, SyntaxError, ValueError, IndexError, TypeError, struct_error(), EOFError, MemoryError) as exc:
+        if reduced:  # a tile header may declare fewer resolution levels than the main one: decode in full
+            return _decode(data, fmt, max_pixels, None)
         if "truncated" in str(exc).lower():
             raise CorruptImageError("The image file is truncated (corrupt image).") from None
         raise CorruptImageError(f"The {fmt} file is corrupt and could not be decoded (corrupt image).") from None
@@ -294,7 +284,7 @@ def _apply_draft(image: Image.Image, draft_size: int, report: InputReport) -> No
         report.conversions.append(f"decoded at 1/{scale} scale (JPEG draft mode)")
 
 
-def _apply_jpeg2000_reduce(image: Image.Image, data: bytes, draft_size: int, report: InputReport) -> None:
+def _apply_jpeg2000_reduce(image: Image.Image, data: bytes, draft_size: int, report: InputReport) -> bool:
     # JPEG 2000's wavelet stores the picture at halved resolutions; OpenJPEG can stop at one of
     # them, which is JPEG draft mode's counterpart and far cheaper in time and memory (a 27-MP
     # file: 2.95 s at full size, 0.13 s at 1/8). The file only has as many halvings as its
@@ -307,6 +297,7 @@ def _apply_jpeg2000_reduce(image: Image.Image, data: bytes, draft_size: int, rep
     if reduce:
         image.reduce = reduce  # Pillow's JPEG 2000 plugin: resolution levels to discard
         report.conversions.append(f"decoded at 1/{1 << reduce} scale (JPEG 2000 resolution level)")
+    return reduce > 0
 
 
 def _jpeg2000_levels(data: bytes) -> int:

@@ -251,3 +251,14 @@ def test_jpeg2000_truncated_is_corrupt():
     data = jpeg2000_bytes(photo((640, 480)))
     with pytest.raises(CorruptImageError, match="corrupt"):
         decode_image(data[: len(data) // 2], draft_size=256)
+
+
+def test_jpeg2000_fewer_levels_than_the_header_says_decodes_in_full(monkeypatch):
+    """A tile header may declare fewer resolution levels than the main header: the reduced
+    decode then fails, and the file is decoded in full instead of being called corrupt."""
+    import imgcls.preprocess as preprocess_module
+
+    flat = jpeg2000_bytes(photo((2400, 1600)), irreversible=True, num_resolutions=1)
+    monkeypatch.setattr(preprocess_module, "_jpeg2000_levels", lambda data: 3)  # what a main header could claim
+    decoded = decode_image(flat, draft_size=256)
+    assert decoded.image.size == (2400, 1600) and decoded.report.conversions == []
