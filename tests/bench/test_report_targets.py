@@ -66,11 +66,11 @@ def test_model_only_targets_score_the_prototype_setting_and_show_the_serving_one
     ]
     found = {t["target"]: t for t in targets(doc)}
     assert {name: (t["ok"], t["scored"]) for name, t in found.items() if name.startswith("model-only")} == {
-        "model-only lite0 int8 (serving setting: spinning off) b1 t2": (False, False),
+        "model-only lite0 int8 (serving setting) b1 t2": (False, False),
         "model-only lite0 int8 (ORT defaults, as the prototype) b1 t2": (True, True),
-        "model-only lite0 fp32 (serving setting: spinning off) b1 t2": (True, True),
+        "model-only lite0 fp32 (serving setting) b1 t2": (True, True),
         "model-only resnet18 fp32 on openvino-bf16 b1 t2": (False, True),
     }
     text = markdown(doc)
-    assert "| model-only lite0 int8 (serving setting: spinning off) b1 t2 | <= 3.51 ms | 4.2 ms | info: over |" in text
+    assert "| model-only lite0 int8 (serving setting) b1 t2 | <= 3.51 ms | 4.2 ms | info: over |" in text
     assert "| model-only resnet18 fp32 on openvino-bf16 b1 t2 | <= 12.87 ms | 13.0 ms | **miss** |" in text

@@ -107,9 +107,9 @@ class BenchModel:
         return runtime
 
     def open_runtime(self, precision: str, runtime: str, threads: int, concurrent_calls: int = 1,
-                     spinning: bool = False):
-        """A runtime on this model's verified artifact: ONNX Runtime (``spinning``: its idle threads
-        spin, ONNX Runtime's default), or OpenVINO when verified on it."""
+                     spin_us: int | None = 0):
+        """A runtime on this model's verified artifact: ONNX Runtime (``spin_us``: how long its idle
+        pool threads spin, None = ONNX Runtime's default), or OpenVINO when verified on it."""
         if runtime == "openvino":
             from imgcls.runtimes.openvino import OpenVinoRuntime
 
@@ -117,7 +117,7 @@ class BenchModel:
                                    precision=self.openvino[precision]["inference_precision"], streams=concurrent_calls)
         from imgcls.runtimes.onnx import OnnxRuntime
 
-        return OnnxRuntime(self.precisions[precision], threads=threads, spinning=spinning)
+        return OnnxRuntime(self.precisions[precision], threads=threads, spin_us=spin_us)
 
 
 def runtime_plan(models: list[BenchModel]) -> list[tuple[BenchModel, str, str]]:

@@ -6,7 +6,8 @@ Not part of the default run (it roughly doubles it): ``imgcls bench --sections l
   threads per call x model workers, micro-batch size and wait, decode threads, access-log level;
   each variant is a fresh ``imgcls serve`` with extra flags, under the same load generator.
 * **ONNX Runtime spinning**: model calls (2 intra-op threads) while another thread decodes JPEGs,
-  as in the server; images/s of both with spinning on and off.
+  as in the server; images/s of both with idle pool threads sleeping at once, spinning for
+  ``SOLO_SPIN_US`` (the solo session's setting) and spinning as ONNX Runtime does by default.
 * **JPEG draft mode** on phone-sized photos: dev photos upscaled to 1024/2048/3024-px shorter
   sides and re-encoded (the dev photos themselves are mostly ~500x375, too small for draft mode
   to act); decode + preprocess CPU time, top-1 changes and top-1 accuracy, full vs draft.
@@ -69,16 +70,16 @@ def run_server_variants(model: BenchModel, photos: list[tuple[str, bytes]], *, p
 
 def measure_spinning(model: BenchModel, photos: list[tuple[str, bytes]], precision: str = "int8",
                      seconds: float = 3.0, batch: int = 4) -> list[dict]:
-    """Model calls with 2 intra-op threads while one thread decodes JPEGs, spinning off vs on."""
+    """Model calls with 2 intra-op threads while one thread decodes JPEGs: spinning off, brief, default."""
     from imgcls.bench.model_latency import prepared_inputs
     from imgcls.preprocess import decode_image
-    from imgcls.runtimes.onnx import OnnxRuntime
+    from imgcls.runtimes.onnx import SOLO_SPIN_US, OnnxRuntime
 
     inputs = prepared_inputs(model, photos, batch)
     blobs = [blob for _, blob in photos[:64]]
     out = []
-    for spinning in (False, True):
-        runtime = OnnxRuntime(model.precisions[precision], threads=2, spinning=spinning)
+    for spin_us in (0, SOLO_SPIN_US, None):
+        runtime = OnnxRuntime(model.precisions[precision], threads=2, spin_us=spin_us)
         runtime.run(inputs)
         stop = threading.Event()
         decoded = [0]
@@ -100,7 +101,7 @@ def measure_spinning(model: BenchModel, photos: list[tuple[str, bytes]], precisi
         stop.set()
         thread.join()
         runtime.close()
-        out.append({"spinning": spinning, "model_images_per_s": round(images / elapsed, 1),
+        out.append({"spin_us": spin_us, "model_images_per_s": round(images / elapsed, 1),
                     "decodes_per_s": round(decoded[0] / elapsed, 1)})
     return out
 

@@ -7,12 +7,12 @@ the whole process spent per image (``time.process_time`` counts every thread, ON
 and PyTorch's pools included), which is what limits throughput on a 2-core machine.
 
 With more than one thread ONNX Runtime is timed twice: ``onnxruntime`` rows use the serving
-setting (idle pool threads sleep, so they never steal the decode core), ``onnxruntime-spin`` rows
-ONNX Runtime's own defaults (idle pool threads spin) -- the setting the issue's prototype figures
-were measured with, so those are the rows compared with them. A batch-1 call is ~70 small
-operators, each waking the second thread; with spinning off each wake-up is a futex wake whose
-cost depends on the host (on the Zen 4 host spinning cut Lite0 INT8 from 2.8-3.0 to 2.4 ms, on
-the AMX host the two settings measure the same within its noise).
+setting (a call with every core is the server's solo call: idle pool threads spin for
+``SOLO_SPIN_US`` then sleep, so they never hold the decode core for long), ``onnxruntime-spin``
+rows ONNX Runtime's own defaults (idle pool threads spin for ~20 ms) -- the setting the issue's
+prototype figures were measured with, so those are the rows compared with them. A batch-1 call
+is ~70 small operators, each waking the second thread; a thread that has gone to sleep costs a
+futex wake whose price depends on the host (see ``imgcls.runtimes.onnx``).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import numpy as np
 
 from imgcls.bench.data import BenchModel
 from imgcls.bench.stats import percentile
+from imgcls.runtimes.onnx import SOLO_SPIN_US
 
 __all__ = ["ModelRow", "run_model_section", "PROTOTYPE_MS", "ORT_SPINNING", "prototype_limit", "prepared_inputs"]
 
@@ -97,9 +98,10 @@ def time_calls(run: Callable[[np.ndarray], np.ndarray], inputs: np.ndarray, batc
 
 def _runtimes(model: BenchModel, precision: str, threads: int, include_torch: bool):
     """(runtime name, factory) pairs for one model/precision/threads."""
-    out = [("onnxruntime", lambda: model.open_runtime(precision, "onnxruntime", threads))]
+    serving_spin_us = SOLO_SPIN_US if threads > 1 else 0  # the server's calls with every core are solo calls
+    out = [("onnxruntime", lambda: model.open_runtime(precision, "onnxruntime", threads, spin_us=serving_spin_us))]
     if threads > 1:  # with one thread there is no pool to spin
-        out.append((ORT_SPINNING, lambda: model.open_runtime(precision, "onnxruntime", threads, spinning=True)))
+        out.append((ORT_SPINNING, lambda: model.open_runtime(precision, "onnxruntime", threads, spin_us=None)))
     if precision in model.openvino:
         out.append((model.runtime_label(precision, "openvino"), lambda: model.open_runtime(precision, "openvino",
                                                                                             threads)))
