@@ -164,16 +164,16 @@ class InferenceActor:
 
 
 def _openvino_runtime(path: Path, threads: int, verified_precision: str):
-    """OpenVINO on this node, only if it runs the precision the artifact was verified in (a node
-    without bf16 units would run f32, which the driver's record does not cover)."""
+    """OpenVINO on this node, only if it can run the precision the artifact was verified in (bf16
+    needs bf16 instructions; a node without them would run f32, which the driver's record does not
+    cover)."""
     import socket
 
-    from imgcls.runtimes.openvino import OpenVinoRuntime, inference_precision
+    from imgcls.runtimes.openvino import OpenVinoRuntime, supported_precisions
 
-    here = inference_precision()
-    if here != verified_precision:
-        raise ModelError(f"Node {socket.gethostname()} would run OpenVINO in {here}, but the artifact was verified "
-                         f"in {verified_precision}. Use --runtime onnxruntime, or a cluster of like CPUs.")
+    if verified_precision not in supported_precisions():
+        raise ModelError(f"Node {socket.gethostname()} cannot run OpenVINO in {verified_precision}, the precision the "
+                         f"artifact was verified in. Use --runtime onnxruntime, or a cluster of like CPUs.")
     return OpenVinoRuntime(path, threads=threads, precision=verified_precision)
 
 

@@ -100,7 +100,7 @@ def targets(doc: dict) -> list[dict]:
             add(f"HTTP ResNet-18 {precision.upper()} c8 vs baseline", f">= {want}x",
                 f"{ratio}x" if ratio else "no baseline", ratio >= want if ratio else None)
     # The alternative fp32 target: >= 2.2x if an OpenVINO runtime (bf16 where the CPU
-    # has it) is adopted and passes the artifact verification (it only serves once it has).
+    # runs it faster: its verification decides) is adopted and passes the artifact verification.
     openvino = _openvino_label(doc, "resnet18", "fp32")
     if openvino and _http(doc, "resnet18", "fp32", 8, openvino):
         ratio = ratios.get(("resnet18", "fp32", 8, openvino))

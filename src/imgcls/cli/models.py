@@ -170,8 +170,10 @@ def verify_openvino_command(
             fail(f"No images found in {images}.")
     with console_err.status(f"Verifying {spec.name} {precision.value} on OpenVINO..."):
         record = verify_openvino(spec, precision.value, photos)
+    timing = record.get("precision_timing_ms") or {}
+    why = f", batch 1: f32 {timing['f32_ms']} ms, bf16 {timing['bf16_ms']} ms" if timing else ""
     console_err.print(f"[green]Verified[/] {spec.name} {precision.value} on OpenVINO {record['openvino']} "
-                      f"({record['inference_precision']}): top-1 agreement {record['top1_agreement']:.1%} on "
+                      f"({record['inference_precision']}{why}): top-1 agreement {record['top1_agreement']:.1%} on "
                       f"{record['images']} {record['source']}, max |logit diff| {record['max_abs_logit_diff']}. "
                       f"Serve it with --runtime openvino.")
 

@@ -1,12 +1,15 @@
 """OpenVINO: an optional runtime for the same verified ONNX artifacts (``pip install 'imgcls[openvino]'``).
 
-Why a second runtime: on CPUs with bf16 units (AVX-512 BF16, AMX) OpenVINO runs an fp32 artifact
-in bf16, ResNet-18 at ~6 core-ms per image against ONNX Runtime's ~30 (docs/benchmarks.md).
+Why a second runtime: on CPUs with fast bf16 units (AMX; AVX-512 BF16 on Zen 4) OpenVINO runs
+an fp32 artifact in bf16, ResNet-18 at ~6 core-ms per image against ONNX Runtime's ~30
+(docs/benchmarks.md). Not on every CPU that has bf16 instructions: on an Intel VM exposing
+AVX-512 BF16 without AMX, ResNet-18 ran slower in bf16 than in f32 (25.8 vs 19.1 ms), so the
+verification times both and keeps bf16 only where it is clearly faster (``choose_precision``).
 bf16 changes the logits (up to ~0.5 on real photos for EfficientNet-Lite0), so it may serve only
 after a verification record says its top-1 agrees with the verified ONNX Runtime answer (which
 itself matches PyTorch to 1e-3 for fp32) on verification images: ``imgcls models verify-openvino``.
 The record names the artifact's checksum and the inference precision, so a changed artifact or a
-CPU without bf16 (which runs f32) needs a new one.
+CPU that cannot run that precision needs a new one.
 """
 
 from __future__ import annotations
@@ -25,14 +28,17 @@ from imgcls.runtimes import cpu_name, default_threads
 __all__ = [
     "OpenVinoRuntime",
     "OPENVINO_MIN_AGREEMENT",
+    "BF16_MIN_SPEEDUP",
     "openvino_available",
-    "inference_precision",
+    "supported_precisions",
+    "choose_precision",
     "verify_openvino",
     "require_verification",
     "record_path",
 ]
 
 OPENVINO_MIN_AGREEMENT = 0.95  # the INT8 gate's bar: top-1 agreement with the verified artifact
+BF16_MIN_SPEEDUP = 1.1  # bf16 changes the logits; it has to buy at least this much speed
 INSTALL_HINT = "OpenVINO is not installed: pip install 'imgcls[openvino]'."
 
 
@@ -50,10 +56,41 @@ def _core():
     return openvino.Core()
 
 
-def inference_precision(core=None) -> str:
-    """bf16 where this CPU has bf16 units (OpenVINO's own default there), else f32."""
+def supported_precisions(core=None) -> tuple[str, ...]:
+    """The inference precisions this CPU runs: f32, and bf16 where it has bf16 instructions."""
     core = core or _core()
-    return "bf16" if "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES") else "f32"
+    return ("f32", "bf16") if "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES") else ("f32",)
+
+
+def choose_precision(model_path: str | Path, threads: int = 2, rounds: int = 5, calls: int = 6) -> tuple[str, dict]:
+    """bf16 if this CPU runs the model at batch 1 at least ``BF16_MIN_SPEEDUP`` times faster in bf16
+    than in f32, else f32; with the medians (ms) it was decided on. The two are timed in
+    alternating rounds so that a host slowing down mid-way hurts both alike."""
+    core = _core()
+    if "bf16" not in supported_precisions(core):
+        return "f32", {}
+    size = _input_size(core, model_path)
+    x = np.random.default_rng(0).random((1, 3, size, size), dtype=np.float32)
+    requests = {p: _compile(core, model_path, threads, p, 1).create_infer_request() for p in ("f32", "bf16")}
+    times: dict[str, list[float]] = {p: [] for p in requests}
+    for request in requests.values():
+        for _ in range(3):
+            request.infer({0: x})
+    for _ in range(rounds):
+        for precision, request in requests.items():
+            for _ in range(calls):
+                started = time.perf_counter()
+                request.infer({0: x})
+                times[precision].append((time.perf_counter() - started) * 1000)
+    medians = {f"{p}_ms": round(float(np.median(t)), 2) for p, t in times.items()}
+    faster = medians["f32_ms"] >= BF16_MIN_SPEEDUP * medians["bf16_ms"]
+    return ("bf16" if faster else "f32"), medians
+
+
+def _input_size(core, model_path: str | Path) -> int:
+    shape = core.read_model(str(model_path)).inputs[0].get_partial_shape()
+    last = shape[len(shape) - 1]
+    return last.get_length() if last.is_static else 224
 
 
 def _compile_cache_dir() -> str | None:
@@ -82,14 +119,15 @@ class OpenVinoRuntime:
             model_path: the verified ONNX file.
             threads: inference threads per call (default: the cores this process may use).
             solo_threads: if more than ``threads``, a second compiled model for ``run(batch, solo=True)``.
-            precision: inference precision, "bf16" or "f32" (default: bf16 where the CPU has it).
+            precision: inference precision, "bf16" or "f32" (default: OpenVINO's own choice, bf16
+                where the CPU has bf16 instructions; the verification record names the one to use).
             streams: calls that may run at once (the server's model workers). Unlike an ONNX
                 Runtime session, a compiled model runs one call per stream and queues the rest:
                 with one stream, two workers ran ResNet-18 no faster than one.
         """
         core = _core()
         self.threads = threads or default_threads()
-        self.precision = precision or inference_precision(core)
+        self.precision = precision or supported_precisions(core)[-1]
         cache = _compile_cache_dir()
         if cache:
             core.set_property({"CACHE_DIR": cache})
@@ -156,7 +194,8 @@ def verify_openvino(spec, precision: str, images: list[Path] | None = None, thre
     path, manifest = find_artifact(spec, precision)
     batch = load_images_as_batch(spec, list(images)) if images else synthetic_verification_batch(spec, count=32)
     reference_rt = OnnxRuntime(path, threads=threads)
-    candidate_rt = OpenVinoRuntime(path, threads=threads)
+    chosen, timings = choose_precision(path, threads)
+    candidate_rt = OpenVinoRuntime(path, threads=threads, precision=chosen)
     try:
         reference = np.concatenate([reference_rt.run(batch[i:i + 16]) for i in range(0, len(batch), 16)])
         candidate = np.concatenate([candidate_rt.run(batch[i:i + 16]) for i in range(0, len(batch), 16)])
@@ -170,6 +209,7 @@ def verify_openvino(spec, precision: str, images: list[Path] | None = None, thre
         "runtime": "openvino",
         "openvino": openvino.__version__.split("-")[0],
         "inference_precision": candidate_rt.precision,
+        "precision_timing_ms": timings,  # batch 1, {threads} threads: bf16 kept only if >= BF16_MIN_SPEEDUP x faster
         "cpu": cpu_name(),
         "artifact": path.name,
         "artifact_sha256": manifest["sha256"],
@@ -201,7 +241,7 @@ def require_verification(spec, precision: str, artifact: tuple[Path, dict], refe
     saying which command makes one."""
     path, manifest = artifact
     core = _core()
-    wanted = inference_precision(core)
+    runnable = supported_precisions(core)
     command = f"imgcls models verify-openvino {reference or spec.name} --precision {precision} --images DIR"
     try:
         record = json.loads(record_path(path).read_text(encoding="utf-8"))
@@ -214,9 +254,9 @@ def require_verification(spec, precision: str, artifact: tuple[Path, dict], refe
     if not isinstance(record, dict) or record.get("artifact_sha256") != manifest.get("sha256"):
         raise ModelError(f"The {precision} artifact of {spec.name} changed since it was verified on OpenVINO. "
                          f"Run `{command}` again.")
-    if record.get("inference_precision") != wanted:
+    if record.get("inference_precision") not in runnable:
         raise ModelError(f"{spec.name} {precision} was verified on OpenVINO in {record.get('inference_precision')}, "
-                         f"but this CPU runs {wanted}. Run `{command}` again.")
+                         f"which this CPU does not run. Run `{command}` again.")
     if not record.get("passed"):
         raise ModelError(f"{spec.name} {precision} did not pass OpenVINO verification. Run `{command}` again.")
     return record
