@@ -24,7 +24,7 @@ from imgcls.runtimes import default_threads
 __all__ = ["OnnxRuntime", "SOLO_SPIN_US"]
 
 # How long an idle pool thread of the solo session spins before it sleeps. Measured (Lite0 INT8,
-# a decode before each call, AMX host): 20-100 us all cut the call's median by 1.1-1.6 ms and
+# a decode before each call, 2-vCPU Xeon guest): 20-100 us all cut the call's median by 1.1-1.6 ms and
 # cost 0-1.5 core-ms; 1000 us cost 3.5 and spinning without a limit 9.5 core-ms per call.
 SOLO_SPIN_US = 50
 

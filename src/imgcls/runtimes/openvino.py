@@ -3,7 +3,7 @@
 Why a second runtime: on CPUs with fast bf16 units (AMX; AVX-512 BF16 on Zen 4) OpenVINO runs
 an fp32 artifact in bf16, ResNet-18 at ~6 core-ms per image against ONNX Runtime's ~30
 (docs/benchmarks.md). Not on every CPU that has bf16 instructions: on an Intel VM exposing
-AVX-512 BF16 without AMX, ResNet-18 ran slower in bf16 than in f32 (25.8 vs 19.1 ms), so the
+AVX-512 BF16 without AMX, ResNet-18 ran slower in bf16 than in f32 (26.6 vs 19.0 ms), so the
 verification times both and keeps bf16 only where it is clearly faster (``choose_precision``).
 bf16 changes the logits (up to ~0.5 on real photos for EfficientNet-Lite0), so it may serve only
 after a verification record says its top-1 agrees with the verified ONNX Runtime answer (which
@@ -62,15 +62,15 @@ def supported_precisions(core=None) -> tuple[str, ...]:
     return ("f32", "bf16") if "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES") else ("f32",)
 
 
-def choose_precision(model_path: str | Path, threads: int = 2, rounds: int = 5, calls: int = 6) -> tuple[str, dict]:
+def choose_precision(model_path: str | Path, input_size: int, threads: int = 2, rounds: int = 5,
+                     calls: int = 6) -> tuple[str, dict]:
     """bf16 if this CPU runs the model at batch 1 at least ``BF16_MIN_SPEEDUP`` times faster in bf16
     than in f32, else f32; with the medians (ms) it was decided on. The two are timed in
     alternating rounds so that a host slowing down mid-way hurts both alike."""
     core = _core()
     if "bf16" not in supported_precisions(core):
         return "f32", {}
-    size = _input_size(core, model_path)
-    x = np.random.default_rng(0).random((1, 3, size, size), dtype=np.float32)
+    x = np.random.default_rng(0).random((1, 3, input_size, input_size), dtype=np.float32)
     requests = {p: _compile(core, model_path, threads, p, 1).create_infer_request() for p in ("f32", "bf16")}
     times: dict[str, list[float]] = {p: [] for p in requests}
     for request in requests.values():
@@ -85,12 +85,6 @@ def choose_precision(model_path: str | Path, threads: int = 2, rounds: int = 5, 
     medians = {f"{p}_ms": round(float(np.median(t)), 2) for p, t in times.items()}
     faster = medians["f32_ms"] >= BF16_MIN_SPEEDUP * medians["bf16_ms"]
     return ("bf16" if faster else "f32"), medians
-
-
-def _input_size(core, model_path: str | Path) -> int:
-    shape = core.read_model(str(model_path)).inputs[0].get_partial_shape()
-    last = shape[len(shape) - 1]
-    return last.get_length() if last.is_static else 224
 
 
 def _compile_cache_dir() -> str | None:
@@ -194,7 +188,7 @@ def verify_openvino(spec, precision: str, images: list[Path] | None = None, thre
     path, manifest = find_artifact(spec, precision)
     batch = load_images_as_batch(spec, list(images)) if images else synthetic_verification_batch(spec, count=32)
     reference_rt = OnnxRuntime(path, threads=threads)
-    chosen, timings = choose_precision(path, threads)
+    chosen, timings = choose_precision(path, spec.preprocessing.crop, threads)
     candidate_rt = OpenVinoRuntime(path, threads=threads, precision=chosen)
     try:
         reference = np.concatenate([reference_rt.run(batch[i:i + 16]) for i in range(0, len(batch), 16)])
