@@ -121,7 +121,7 @@ class OpenVinoRuntime:
         """
         core = _core()
         self.threads = threads or default_threads()
-        self.precision = precision or supported_precisions(core)[-1]
+        self.precision = precision or ("bf16" if "bf16" in supported_precisions(core) else "f32")
         cache = _compile_cache_dir()
         if cache:
             core.set_property({"CACHE_DIR": cache})
@@ -203,7 +203,7 @@ def verify_openvino(spec, precision: str, images: list[Path] | None = None, thre
         "runtime": "openvino",
         "openvino": openvino.__version__.split("-")[0],
         "inference_precision": candidate_rt.precision,
-        "precision_timing_ms": timings,  # batch 1, {threads} threads: bf16 kept only if >= BF16_MIN_SPEEDUP x faster
+        "precision_timing_ms": timings,  # medians at batch 1: bf16 is kept only if BF16_MIN_SPEEDUP x faster
         "cpu": cpu_name(),
         "artifact": path.name,
         "artifact_sha256": manifest["sha256"],
