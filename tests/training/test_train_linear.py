@@ -71,6 +71,7 @@ def test_bundle_is_self_describing(linear_bundle):
     assert config["weights"]["sha256"] == sha256_file(bundle / "weights.pth")
     training = config["training"]
     assert training["mode"] == "linear" and training["seed"] == 0
+    assert training["draft_decoding"] is True  # decoded as the default server decodes
     assert training["validation"] == {"split": 0.2, "stratified": True, "seed": 0}
     assert training["train_images"] + training["val_images"] == 91
     assert config["validation"]["accuracy"] == pytest.approx(result.metrics["accuracy"])

@@ -1,5 +1,5 @@
 """Fast checks of the training building blocks: identical tensors, augmentation, the linear head
-(fold, Ctrl-C), metrics, the feature cache."""
+(fold, Ctrl-C), metrics, the feature cache, draft decoding of large JPEGs."""
 
 from __future__ import annotations
 
@@ -109,3 +109,50 @@ def test_feature_cache_round_trip_and_damage(tmp_path):
     assert cache.get("ab" * 32) is None  # recomputed, never trusted
     other = FeatureCache(tmp_path, spec, spec.preprocessing.__class__(crop=160, resize=183))
     assert other.folder != cache.folder  # keyed by preprocessing too
+
+
+def _large_jpeg(path, seed=0, size=(2400, 1800)):
+    """A phone-sized JPEG with detail at every scale, so a reduced-scale decode shows."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 255, (size[1] // 8, size[0] // 8, 3), dtype=np.uint8)
+    image = Image.fromarray(small).resize(size, Image.BICUBIC)
+    noisy = np.asarray(image, np.int16) + rng.integers(-20, 20, (size[1], size[0], 3))
+    Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)).save(path, quality=90)
+    return path
+
+
+def test_training_decodes_large_jpegs_like_the_default_server(tmp_path):
+    from imgcls.preprocess import decode_image
+    from imgcls.training.full import _TrainImages
+    from imgcls.training.network import FeatureCache, load_eval_array
+
+    spec = resolve_model("efficientnet_lite0")
+    pp = spec.preprocessing
+    path = _large_jpeg(tmp_path / "phone.jpg")
+    data = path.read_bytes()
+    served = preprocess(decode_image(data, draft_size=pp.resize).image, pp)  # the server's default decode
+    exact = preprocess(decode_image(data).image, pp)
+    assert not np.array_equal(served, exact)  # the draft decode is in effect for this photo
+    assert np.array_equal(load_eval_array(path, pp), served)
+    assert np.array_equal(load_eval_array(path, pp, draft=False), exact)
+    # full mode's in-memory images: the same reduced decode, then shrunk to the resize size
+    drafted, full = _TrainImages([path], pp).get(0), _TrainImages([path], pp, draft=False).get(0)
+    assert min(drafted.size) == min(full.size) == pp.resize
+    assert not np.array_equal(np.asarray(drafted), np.asarray(full))
+    # features of the two decodes never share a cache folder
+    assert FeatureCache(tmp_path, spec, pp).folder != FeatureCache(tmp_path, spec, pp, draft=False).folder
+
+
+def test_dataset_check_with_draft_still_catches_a_truncated_large_jpeg(tmp_path):
+    from imgcls.training import scan_dataset
+
+    for name in ("cats", "dogs"):
+        (tmp_path / name).mkdir()
+        for i in range(2):
+            _large_jpeg(tmp_path / name / f"{i}.jpg", seed=i)
+    whole = (tmp_path / "cats" / "0.jpg").read_bytes()
+    (tmp_path / "cats" / "cut.jpg").write_bytes(whole[: len(whole) * 2 // 3])
+    data = scan_dataset(tmp_path, draft_size=256)
+    assert data.counts() == [2, 2]
+    assert [name for name, _ in data.unreadable] == ["cats/cut.jpg"]
+    assert "truncated" in dict(data.unreadable)["cats/cut.jpg"]

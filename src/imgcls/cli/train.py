@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from imgcls.catalog.entries import CATALOG
-from imgcls.cli._common import console, console_err, fail
+from imgcls.cli._common import DRAFT_HELP, console, console_err, fail
 
 
 class Mode(str, Enum):
@@ -133,6 +133,10 @@ def train(
         "--cache/--no-cache",
         help="linear: reuse features of unchanged images across runs (under $IMGCLS_HOME/cache).",
     ),
+    draft: bool = typer.Option(
+        True, "--draft/--no-draft", envvar="IMGCLS_DRAFT",
+        help=DRAFT_HELP + " Train with the setting you will serve with (the server drafts by default).",
+    ),
     export: bool = typer.Option(
         True, "--export/--no-export", help="Export and verify the fp32 ONNX artifact into the bundle."
     ),
@@ -167,6 +171,7 @@ def train(
         name=name,
         zh_names=zh_names,
         feature_cache=cache,
+        draft=draft,
         export_onnx=export,
         overwrite=overwrite,
     )

@@ -106,6 +106,7 @@ def scan_dataset(
     what: str = "training",
     min_per_class: int = MIN_IMAGES_PER_CLASS,
     on_progress: Callable[[int, int], None] | None = None,
+    draft_size: int | None = None,
 ) -> Dataset:
     """List and check every image of an ImageFolder tree.
 
@@ -116,6 +117,8 @@ def scan_dataset(
         what: "training" or "validation", used in messages.
         min_per_class: the least readable images each class must keep (0 for validation).
         on_progress: called as ``(done, total)`` while images are decoded.
+        draft_size: check large JPEGs by decoding them at a reduced scale that keeps the shorter
+            side >= 2x this (every byte of the file is still read, so truncation is still caught).
 
     Returns:
         The checked ``Dataset`` (items sorted by class, then path).
@@ -160,7 +163,7 @@ def scan_dataset(
     for done, (path, label) in enumerate(candidates, 1):
         try:
             data = path.read_bytes()
-            decode_image(data)  # the serving decoder: format allow-list, caps, truncation checks
+            decode_image(data, draft_size=draft_size)  # the serving decoder: allow-list, caps, truncation
             items.append(ImageItem(path=path, label=label, sha256=hashlib.sha256(data).hexdigest()))
         except ImgclsError as exc:
             unreadable.append((str(path.relative_to(root)), exc.message))

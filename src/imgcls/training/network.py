@@ -26,7 +26,7 @@ __all__ = [
     "deterministic_torch",
 ]
 
-FEATURE_CACHE_VERSION = "f1"  # bump when the feature definition changes
+FEATURE_CACHE_VERSION = "f2"  # bump when the feature definition changes (f2: JPEG draft decoding)
 
 
 @contextmanager
@@ -80,18 +80,23 @@ def build_with_new_head(base: ModelSpec, num_classes: int):
     return network.eval()
 
 
-def load_eval_array(path: Path, pp: Preprocessing) -> np.ndarray:
-    """Decode + preprocess exactly as serving does (the same functions, the same values)."""
+def load_eval_array(path: Path, pp: Preprocessing, draft: bool = True) -> np.ndarray:
+    """Decode + preprocess exactly as serving does (the same functions, the same values).
+
+    ``draft`` is the server's default too: a JPEG much larger than the resize decodes at a
+    reduced scale (``imgcls.preprocess``), so a bundle learns from the pixels it will be served.
+    """
     from imgcls.preprocess import decode_image, preprocess
 
-    return preprocess(decode_image(Path(path).read_bytes()).image, pp)
+    return preprocess(decode_image(Path(path).read_bytes(), draft_size=pp.resize if draft else None).image, pp)
 
 
 class FeatureCache:
     """Per-image feature vectors as ``.npy`` files under one folder per (base weights, preprocessing)."""
 
-    def __init__(self, root: Path, base: ModelSpec, pp: Preprocessing):
-        key = f"{base.name}-{base.weights_sha256[:16]}-{pp.resize}-{pp.crop}-{FEATURE_CACHE_VERSION}"
+    def __init__(self, root: Path, base: ModelSpec, pp: Preprocessing, draft: bool = True):
+        decoding = "draft" if draft else "full"
+        key = f"{base.name}-{base.weights_sha256[:16]}-{pp.resize}-{pp.crop}-{decoding}-{FEATURE_CACHE_VERSION}"
         self.folder = Path(root) / key
 
     def _file(self, sha256: str) -> Path:
@@ -121,8 +126,9 @@ def extract_features(
     batch_size: int = 32,
     cache: FeatureCache | None = None,
     on_progress: Callable[[int], None] | None = None,
+    draft: bool = True,
 ) -> tuple[np.ndarray, int]:
-    """Pooled backbone features (N, D) float32 for ``paths``, in order.
+    """Pooled backbone features (N, D) float32 for ``paths``, in order (``draft``: see ``load_eval_array``).
 
     Returns:
         (features, how many came from the cache).
@@ -142,7 +148,7 @@ def extract_features(
     network.eval()
     for start in range(0, len(todo), batch_size):
         chunk = todo[start : start + batch_size]
-        batch = np.stack([load_eval_array(paths[i], pp) for i in chunk])
+        batch = np.stack([load_eval_array(paths[i], pp, draft) for i in chunk])
         with torch.inference_mode():
             out = network.features(torch.from_numpy(batch)).numpy().astype(np.float32)
         for i, vector in zip(chunk, out):

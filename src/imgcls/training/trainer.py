@@ -45,6 +45,7 @@ class TrainSettings:
     name: str | None = None
     zh_names: Path | None = None
     feature_cache: bool = True  # linear mode: reuse features across runs ($IMGCLS_HOME/cache/features)
+    draft: bool = True  # decode large JPEGs at reduced scale, as `imgcls serve` does by default
     export_onnx: bool = True
     overwrite: bool = False
 
@@ -96,7 +97,7 @@ def _preprocessing(base: ModelSpec, image_size: int | None):
     return replace(pp, crop=image_size, resize=int(round(image_size * 256 / 224)))
 
 
-def _load_data(settings: TrainSettings, reporter: Reporter) -> tuple[Dataset, list[int], list[int], Dataset | None]:
+def _load_data(settings: TrainSettings, pp, reporter: Reporter) -> tuple[Dataset, list[int], list[int], Dataset | None]:
     """Scan (and check) the data, then split: (train dataset, train idx, val idx, val dataset)."""
 
     def progress_for(stage: str):
@@ -110,7 +111,8 @@ def _load_data(settings: TrainSettings, reporter: Reporter) -> tuple[Dataset, li
 
         return on_progress
 
-    data = scan_dataset(settings.data_dir, on_progress=progress_for("Checking training images"))
+    draft_size = pp.resize if settings.draft else None
+    data = scan_dataset(settings.data_dir, on_progress=progress_for("Checking training images"), draft_size=draft_size)
     _tell_skipped(data, reporter)
     if settings.val_dir is not None:
         val = scan_dataset(
@@ -119,6 +121,7 @@ def _load_data(settings: TrainSettings, reporter: Reporter) -> tuple[Dataset, li
             what="validation",
             min_per_class=0,
             on_progress=progress_for("Checking validation images"),
+            draft_size=draft_size,
         )
         _tell_skipped(val, reporter)
         missing = [n for n, c in zip(val.class_names, val.counts()) if c == 0]
@@ -169,7 +172,7 @@ def train(settings: TrainSettings, reporter: Reporter | None = None) -> TrainRes
     base.weights_path()  # fail now, not after scanning, when the base weights are missing
     pp = _preprocessing(base, settings.image_size)
 
-    data, train_idx, val_idx, val_data = _load_data(settings, reporter)
+    data, train_idx, val_idx, val_data = _load_data(settings, pp, reporter)
     class_names = data.class_names
     zh = None
     if settings.zh_names is not None:
@@ -219,6 +222,7 @@ def train(settings: TrainSettings, reporter: Reporter | None = None) -> TrainRes
         "batch_size": settings.batch_size,
         "image_size": pp.crop,
         "seed": settings.seed,
+        "draft_decoding": settings.draft,
         "threads": settings.threads,
         "recipe": _recipe(settings),
         "train_images": len(train_items),
@@ -290,7 +294,7 @@ def _train_linear(settings, base, pp, network, train_items, train_y, val_items, 
     from imgcls.training.linear import fit_linear_head
     from imgcls.training.network import FeatureCache, classifier_name, extract_features
 
-    cache = FeatureCache(store_home() / "cache" / "features", base, pp) if settings.feature_cache else None
+    cache = FeatureCache(store_home() / "cache" / "features", base, pp, settings.draft) if settings.feature_cache else None
     items = train_items + val_items
     reporter.stage("Extracting features", total=len(items))
     t0 = time.perf_counter()
@@ -302,6 +306,7 @@ def _train_linear(settings, base, pp, network, train_items, train_y, val_items, 
         batch_size=settings.batch_size,
         cache=cache,
         on_progress=reporter.advance,
+        draft=settings.draft,
     )
     timings["features"] = time.perf_counter() - t0
     if from_cache:
@@ -353,6 +358,7 @@ def _train_full(settings, pp, network, train_items, train_y, val_items, val_y, r
         batch_size=settings.batch_size,
         seed=settings.seed,
         reporter=reporter,
+        draft=settings.draft,
     )
     timings["fit"] = time.perf_counter() - t0
     return fit.history, fit.best_epoch, fit.interrupted, fit.state, fit.val_logits
@@ -414,7 +420,7 @@ def _export(staging: Path, config: dict, val_items, val_logits, settings, report
     spec = resolve_model(staging)
     reporter.stage("Exporting and verifying the ONNX artifact")
     try:
-        verify = np.stack([load_eval_array(i.path, spec.preprocessing) for i in val_items[:8]])
+        verify = np.stack([load_eval_array(i.path, spec.preprocessing, settings.draft) for i in val_items[:8]])
         t0 = time.perf_counter()
         manifest = export_fp32(spec, out_dir=staging / "onnx", verify_images=verify)
         config["training"]["seconds"]["onnx_export"] = round(time.perf_counter() - t0, 2)
