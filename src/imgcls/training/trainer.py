@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imgcls.catalog import ModelSpec, resolve_model
+from imgcls.catalog import ModelSpec, Preprocessing, resolve_model
 from imgcls.catalog.entries import CATALOG
 from imgcls.catalog.store import store_home
 from imgcls.errors import InputError
@@ -90,14 +90,14 @@ class TrainResult:
     onnx: dict | None = None  # the fp32 artifact's manifest, when exported
 
 
-def _preprocessing(base: ModelSpec, image_size: int | None):
+def _preprocessing(base: ModelSpec, image_size: int | None) -> Preprocessing:
     pp = base.preprocessing
     if image_size is None or image_size == pp.crop:
         return pp
     return replace(pp, crop=image_size, resize=int(round(image_size * 256 / 224)))
 
 
-def _load_data(settings: TrainSettings, pp, reporter: Reporter) -> tuple[Dataset, list[int], list[int], Dataset | None]:
+def _load_data(settings: TrainSettings, pp: Preprocessing, reporter: Reporter) -> tuple[Dataset, list[int], list[int], Dataset | None]:
     """Scan (and check) the data, then split: (train dataset, train idx, val idx, val dataset)."""
 
     def progress_for(stage: str):
