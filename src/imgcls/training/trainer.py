@@ -97,7 +97,9 @@ def _preprocessing(base: ModelSpec, image_size: int | None) -> Preprocessing:
     return replace(pp, crop=image_size, resize=int(round(image_size * 256 / 224)))
 
 
-def _load_data(settings: TrainSettings, pp: Preprocessing, reporter: Reporter) -> tuple[Dataset, list[int], list[int], Dataset | None]:
+def _load_data(
+    settings: TrainSettings, pp: Preprocessing, reporter: Reporter
+) -> tuple[Dataset, list[int], list[int], Dataset | None]:
     """Scan (and check) the data, then split: (train dataset, train idx, val idx, val dataset)."""
 
     def progress_for(stage: str):
@@ -112,7 +114,9 @@ def _load_data(settings: TrainSettings, pp: Preprocessing, reporter: Reporter) -
         return on_progress
 
     draft_size = pp.resize if settings.draft else None
-    data = scan_dataset(settings.data_dir, on_progress=progress_for("Checking training images"), draft_size=draft_size)
+    data = scan_dataset(
+        settings.data_dir, on_progress=progress_for("Checking training images"), draft_size=draft_size
+    )
     _tell_skipped(data, reporter)
     if settings.val_dir is not None:
         val = scan_dataset(
@@ -294,7 +298,8 @@ def _train_linear(settings, base, pp, network, train_items, train_y, val_items, 
     from imgcls.training.linear import fit_linear_head
     from imgcls.training.network import FeatureCache, classifier_name, extract_features
 
-    cache = FeatureCache(store_home() / "cache" / "features", base, pp, settings.draft) if settings.feature_cache else None
+    cache_root = store_home() / "cache" / "features"
+    cache = FeatureCache(cache_root, base, pp, settings.draft) if settings.feature_cache else None
     items = train_items + val_items
     reporter.stage("Extracting features", total=len(items))
     t0 = time.perf_counter()
