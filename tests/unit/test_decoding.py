@@ -222,6 +222,22 @@ def test_draft_mode_only_for_large_jpegs():
     assert big.report.width == 2400  # the report keeps the original size
 
 
+def test_int8_calibration_photos_are_decoded_as_the_default_server_decodes(tmp_path):
+    from imgcls.artifacts import load_images_as_batch
+    from imgcls.catalog import resolve_model
+
+    spec = resolve_model("resnet18")
+    (tmp_path / "big.jpg").write_bytes(jpeg_bytes(photo((2400, 1600))))
+    (tmp_path / "small.jpg").write_bytes(jpeg_bytes(photo((600, 400))))
+    paths = [tmp_path / "big.jpg", tmp_path / "small.jpg"]
+    served = [preprocess(decode_image(p.read_bytes(), draft_size=spec.preprocessing.resize).image, spec.preprocessing)
+              for p in paths]
+    exact = [preprocess(decode_image(p.read_bytes()).image, spec.preprocessing) for p in paths]
+    assert not np.array_equal(served[0], exact[0])  # draft mode applies to the big photo
+    assert np.array_equal(load_images_as_batch(spec, paths), np.stack(served))
+    assert np.array_equal(load_images_as_batch(spec, paths, draft=False), np.stack(exact))
+
+
 def jpeg2000_bytes(image: Image.Image, **options) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, "JPEG2000", **options)

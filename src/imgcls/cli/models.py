@@ -130,6 +130,7 @@ def quantize_command(
     method: str = typer.Option("minmax", "--method", help="Calibration: minmax, percentile or entropy."),
     max_images: int = typer.Option(300, "--max-images", min=1, help="Use at most this many calibration photos."),
     keep_first_last_fp32: bool = typer.Option(True, "--keep-first-last-fp32/--quantize-all", help="Keep the stem conv and classifier in fp32."),
+    draft: bool = typer.Option(True, "--draft/--no-draft", envvar="IMGCLS_DRAFT", help="Decode large calibration JPEGs at reduced scale, as `serve` does by default; --no-draft for a --no-draft server."),
 ) -> None:
     """Build a static INT8 (QDQ, per-channel) artifact calibrated on your photos; verify vs fp32."""
     from imgcls.artifacts import quantize_int8
@@ -147,7 +148,7 @@ def quantize_command(
 
     with console_err.status(f"Calibrating and quantising {spec.name}..."):
         manifest = quantize_int8(spec, images(calibration), images(verify) if verify else None, method=method,
-                                 max_calibration=max_images, exclude_first_last=keep_first_last_fp32)
+                                 max_calibration=max_images, exclude_first_last=keep_first_last_fp32, draft=draft)
     _print_manifest(manifest, None)
 
 
