@@ -138,7 +138,7 @@ def ensure_artifact(spec: ModelSpec, precision: str = "fp32", *, build: bool = T
                 f"{exc.message} Build it with `imgcls models export {spec.name}` "
                 "(needs the export extra: pip install 'imgcls[export]')."
             ) from None
-        log.warning("%s; building the fp32 artifact now (one-off, takes ~30 s)", exc.message)
+        log.warning("%s Building the fp32 artifact now (one-off, takes ~30 s).", exc.message)
         export_fp32(spec)
         return find_artifact(spec, precision)
 
