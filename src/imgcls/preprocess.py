@@ -40,6 +40,7 @@ __all__ = [
     "sniff_format",
     "decode_image",
     "preprocess",
+    "model_input",
     "resize_and_crop",
     "thumbnail_jpeg",
 ]
@@ -455,6 +456,15 @@ def preprocess(image: Image.Image, pp: Preprocessing) -> np.ndarray:
     for c in range(3):
         np.take(table[c], cropped[:, :, c], out=out[c], mode="clip")
     return out
+
+
+def model_input(data: bytes, pp: Preprocessing, draft: bool = True) -> np.ndarray:
+    """One file's bytes -> the model's input, decoded as the server decodes by default.
+
+    With ``draft``, a JPEG much larger than the resize decodes at a reduced scale (``_apply_draft``),
+    so training, calibration and verification see the pixels that will be served.
+    """
+    return preprocess(decode_image(data, draft_size=pp.resize if draft else None).image, pp)
 
 
 @lru_cache(maxsize=16)

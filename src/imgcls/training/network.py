@@ -81,14 +81,10 @@ def build_with_new_head(base: ModelSpec, num_classes: int):
 
 
 def load_eval_array(path: Path, pp: Preprocessing, draft: bool = True) -> np.ndarray:
-    """Decode + preprocess exactly as serving does (the same functions, the same values).
+    """Decode + preprocess exactly as serving does (``imgcls.preprocess.model_input``)."""
+    from imgcls.preprocess import model_input
 
-    ``draft`` is the server's default too: a JPEG much larger than the resize decodes at a
-    reduced scale (``imgcls.preprocess``), so a bundle learns from the pixels it will be served.
-    """
-    from imgcls.preprocess import decode_image, preprocess
-
-    return preprocess(decode_image(Path(path).read_bytes(), draft_size=pp.resize if draft else None).image, pp)
+    return model_input(Path(path).read_bytes(), pp, draft)
 
 
 class FeatureCache:
