@@ -65,6 +65,12 @@ def test_tiny_benchmark_runs_every_section(tmp_path, imgcls_home, lite0_int8):
     for row in breakdown["rows"]:
         assert row["decode_ms"] > 0 and row["preprocess_ms"] > 0 and row["model_ms"] > 0
         assert row["server_total_ms"] > 0 and row["ceiling_rps"] > 0
+        # decode and preprocess come from the server's own counters over the HTTP window; the
+        # model too where its calls run on the calling thread (not OpenVINO's stream threads)
+        assert row["sources"]["decode"] == row["sources"]["preprocess"] == "server"
+        if row["runtime"].startswith("openvino"):
+            assert row["sources"]["model"] == "in-process"
+        assert row["in_process"]["model_ms"] > 0
     assert breakdown["draft"]["photos"] >= 1
 
     chart = tmp_path / "latency-latest.png"

@@ -74,3 +74,31 @@ def test_model_only_targets_score_the_prototype_setting_and_show_the_serving_one
     text = markdown(doc)
     assert "| model-only lite0 int8 (serving setting) b1 t2 | <= 3.51 ms | 4.2 ms | info: over |" in text
     assert "| model-only resnet18 fp32 on openvino-bf16 b1 t2 | <= 12.87 ms | 13.0 ms | **miss** |" in text
+
+
+def test_breakdown_stars_the_stages_the_server_could_not_measure():
+    from imgcls.bench.breakdown import StageCosts, combine
+
+    stages = StageCosts("lite0", "int8", 100, decode_ms=2.0, preprocess_ms=2.5, model_ms=9.0, model_batch=2,
+                        model_threads=1, model_workers=2, response_ms=0.1)
+    http = _row("lite0", "int8", 8, 130.0)
+    http["server_cpu_ms_per_request"] = 14.0
+    measured = combine(stages, {**http, "stage_cpu_ms": {"decode": 1.5, "preprocess": 1.8, "model": 7.6,
+                                                         "top_k": 0.05}}, cores=2)
+    assert (measured["decode_ms"], measured["model_ms"]) == (1.5, 7.6)  # the server's window, not the idle run
+    assert measured["http_other_ms"] == round(14.0 - (1.5 + 1.8 + 7.6 + 0.1), 3)
+    assert measured["in_process"]["model_ms"] == 9.0
+    unseen = combine(stages, {**http, "stage_cpu_ms": {"decode": 1.5, "preprocess": 1.8}}, cores=2)
+    assert unseen["model_ms"] == 9.0 and unseen["sources"]["model"] == "in-process"
+    legacy = {k: v for k, v in measured.items() if k not in ("sources", "in_process")}  # a run before run 25
+
+    doc = _doc([http])
+    doc["breakdown"] = {"cores": 2, "reference_concurrency": 8, "rows": [measured, unseen, legacy],
+                        "draft": {"eligible": 0, "photos": 1, "decode_full_ms": 0, "decode_draft_ms": 0,
+                                  "top1_changed": 0, "model": "lite0", "all_decode_full_ms": 1,
+                                  "all_decode_draft_ms": 1}}
+    lines = [line for line in markdown(doc).splitlines() if line.startswith("| lite0 | int8 |") and "(2)" in line]
+    assert len(lines) == 3
+    assert "| 7.60 (2) |" in lines[0] and lines[0].endswith("| 9.00 |")
+    assert "| 9.00* (2) |" in lines[1]
+    assert "| 7.60 (2) |" in lines[2] and lines[2].endswith("| - |")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import socket
 import subprocess
@@ -365,6 +366,47 @@ def test_concurrent_requests_are_batched(server, photos):
     assert _solo_calls(after_text) - solo_before <= calls / 4
     assert re.search(r'^imgcls_queue_depth\{model="efficientnet_lite0",precision="fp32"\} 0\.0$', after_text, re.M)
     assert 'imgcls_http_requests_total{method="POST",route="/api/v1/classify",status="200"}' in after_text
+
+
+def test_the_server_measures_each_stages_cpu_under_load(server, photos):
+    """The per-stage CPU counters the benchmark's breakdown reads: every classified image is
+    counted once per stage, the model's CPU is counted for the calls made on one thread (not the
+    solo calls, whose second pool thread the calling thread's clock cannot see), and all of it
+    fits inside the CPU the server process actually used in that window."""
+    import psutil
+
+    from imgcls.bench.http_bench import scrape_server_metrics, stage_costs
+
+    process = psutil.Process(server.proc.pid)
+    loaded = [(p.name, p.read_bytes()) for p in photos]
+    before = scrape_server_metrics(server.port, "fp32")
+    cpu_before = sum(process.cpu_times()[:2])
+    result = asyncio.run(run_load(server.url, loaded, concurrency=8, seconds=3, warmup_s=0))
+    cpu_used = sum(process.cpu_times()[:2]) - cpu_before
+    after = scrape_server_metrics(server.port, "fp32")
+    assert result["ok"] > 0 and result["errors"] == 0, result
+
+    def delta(key: str) -> float:
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    images = delta("imgcls_batch_size_sum")
+    for stage in ("decode", "preprocess", "top_k"):
+        assert delta(f"images:{stage}") == images, stage
+    assert images / 2 <= delta("images:model") <= images  # most calls under load are not solo
+    stages_cpu = sum(delta(f"cpu_seconds:{stage}") for stage in ("decode", "preprocess", "model", "top_k"))
+    assert 0 < stages_cpu <= cpu_used
+    costs = stage_costs(before, after)
+    assert set(costs) == {"decode", "preprocess", "model", "top_k"}
+    assert costs["model"] > costs["top_k"] and costs["decode"] > 0 and costs["preprocess"] > 0
+    # a lone request is a solo call on every core: its decode is counted, its model call is not
+    # (on a one-core machine there is no solo session, and the call is counted like any other)
+    with server.client() as client:
+        quiet = scrape_server_metrics(server.port, "fp32")
+        assert post_files(client, [loaded[0]]).status_code == 200
+    lone = scrape_server_metrics(server.port, "fp32")
+    assert lone["images:decode"] - quiet["images:decode"] == 1
+    solo_session = len(os.sched_getaffinity(server.proc.pid)) > 1
+    assert lone["images:model"] - quiet["images:model"] == (0 if solo_session else 1)
 
 
 # -- the rest of the surface ----------------------------------------------------------------------

@@ -1,11 +1,16 @@
 """Section 5: where each image's CPU time goes, and how far that is from the 2-core limit.
 
-In process, with ``time.process_time`` (all threads of this process): JPEG decode, preprocess
-(resize, crop, normalise), the model call at the batch size the server actually formed, and
-building the response (softmax, top-5, JSON). Over HTTP, psutil gives the server's CPU time per
-request; what the in-process stages do not explain is the HTTP layer (uvicorn, FastAPI,
-multipart parsing, logging, metrics, thread hand-offs) plus whatever the server's concurrency
-costs beyond the in-process runs (cache sharing between the decode and model threads). With the load generator's own CPU time,
+The server measures its own stages while the HTTP benchmark loads it (``imgcls_stage_cpu_seconds``
+in its ``/metrics``, read from each working thread's CPU clock): JPEG decode, preprocess (resize,
+crop, normalise) and the model call at the batch sizes it formed, under the real contention of
+that window. This module also measures them in process, on an otherwise idle server-less run
+(``time.process_time``), with building the response (softmax, top-5, JSON); those figures fill
+in any stage the server could not measure and are kept beside the server's for comparison: a
+separate run minutes later saw a different host (run 24: in-process model 11.6 core-ms per
+image, while the server's c8 window had used 13.6 core-ms per request in all). Over HTTP, psutil
+gives the server's CPU time per request; what the stages do not explain is the HTTP layer
+(uvicorn, FastAPI, multipart parsing, logging, metrics, thread hand-offs, the event loop). With
+the load generator's own CPU time,
 ``cores x 1000 / (server + client core-ms per request)`` is the throughput ceiling of this
 machine for that configuration, and the measured req/s is shown as a fraction of it.
 
@@ -150,12 +155,27 @@ def measure_draft(model: BenchModel, photos: list[tuple[str, bytes]]) -> DraftRe
 
 
 def combine(stages: StageCosts, http_row: dict | None, cores: int) -> dict:
-    """One breakdown row: in-process stages + the HTTP remainder, the machine ceiling and the distance to it."""
-    inproc = stages.decode_ms + stages.preprocess_ms + stages.model_ms + stages.response_ms
+    """One breakdown row: the stages + the HTTP remainder, the machine ceiling and the distance to it.
+
+    Decode, preprocess and model come from the server's own per-stage CPU counters over the HTTP
+    window when it measured them (``stage_cpu_ms``), so they share that window's host speed and
+    contention with the server total they are subtracted from; a stage it did not measure (the
+    model on OpenVINO, whose calls run on its own threads) falls back to the in-process figure,
+    which the row's ``sources`` names. The in-process figures stay in the row as ``in_process``.
+    """
+    measured = (http_row or {}).get("stage_cpu_ms") or {}
+    costs, sources = {}, {}
+    for stage in ("decode", "preprocess", "model"):
+        in_server = measured.get(stage)
+        costs[stage] = in_server if in_server is not None else getattr(stages, f"{stage}_ms")
+        sources[stage] = "server" if in_server is not None else "in-process"
+    inproc = costs["decode"] + costs["preprocess"] + costs["model"] + stages.response_ms
     out = {"model": stages.model, "precision": stages.precision, "runtime": stages.runtime,
-           "decode_ms": stages.decode_ms,
-           "preprocess_ms": stages.preprocess_ms, "model_ms": stages.model_ms, "model_batch": stages.model_batch,
-           "response_ms": stages.response_ms, "in_process_ms": round(inproc, 3)}
+           "decode_ms": costs["decode"], "preprocess_ms": costs["preprocess"], "model_ms": costs["model"],
+           "model_batch": stages.model_batch, "response_ms": stages.response_ms, "stages_ms": round(inproc, 3),
+           "sources": sources,
+           "in_process": {"decode_ms": stages.decode_ms, "preprocess_ms": stages.preprocess_ms,
+                          "model_ms": stages.model_ms}}
     if http_row:
         server = http_row["server_cpu_ms_per_request"]
         client = http_row["result"]["client_cpu_ms_per_request"]

@@ -3,7 +3,8 @@
 Every figure comes from real processes on loopback: the server under test is started as a
 subprocess, loaded by ``imgcls.bench.loadgen`` (closed loop, one JPEG per request, dev photos
 cycled), and observed from outside (psutil CPU time and RSS) and through its own ``/metrics``
-(batch sizes and model-call time, so the tables show how batching behaved).
+(batch sizes, model-call time and the CPU of each stage, so the tables show how batching
+behaved and the breakdown reads the same window).
 
 Before each load window the benchmark times a fixed piece of CPU work in its own process (decode
 and resize 12 dev photos: ``host_probe_ms``). Shared VMs change speed by 10-30% over minutes;
@@ -60,6 +61,8 @@ class HttpRow:
     samples_ms: list[float] = field(default_factory=list, repr=False)
     runtime: str = "onnxruntime"  # or "openvino-bf16" / "openvino-f32"
     host_probe_ms: float | None = None  # see host_probe_ms(), taken just before this row's window
+    # core-ms per image by stage, measured inside the server during this window (its /metrics)
+    stage_cpu_ms: dict[str, float] = field(default_factory=dict)
 
     @property
     def rps(self) -> float:
@@ -77,19 +80,43 @@ def _downsample(values: list[float], limit: int = MAX_SAMPLES) -> list[float]:
 
 
 _METRIC = re.compile(r'^(imgcls_(?:batch_size|inference_seconds)_(?:sum|count))\{([^}]*)\}\s+(\S+)$')
+_STAGE_METRIC = re.compile(r'^imgcls_stage_(cpu_seconds|images)_total\{([^}]*)\}\s+(\S+)$')
+_STAGE_LABEL = re.compile(r'stage="([a-z_]+)"')
 
 
-def scrape_batching(port: int, precision: str) -> dict[str, float]:
-    """Sums of the batch-size and model-call histograms for one precision (all models)."""
+def scrape_server_metrics(port: int, precision: str) -> dict[str, float]:
+    """For one precision (all models): sums of the batch-size and model-call histograms, and the
+    per-stage CPU counters (keys ``cpu_seconds:<stage>`` and ``images:<stage>``)."""
     status, body = http_get(HOST, port, "/metrics")
     totals: dict[str, float] = {}
     if status != 200:
         return totals
     for line in body.decode("utf-8", "replace").splitlines():
         match = _METRIC.match(line)
-        if match and f'precision="{precision}"' in match.group(2):
-            totals[match.group(1)] = totals.get(match.group(1), 0.0) + float(match.group(3))
+        key = None
+        if match:
+            key = match.group(1)
+        else:
+            match = _STAGE_METRIC.match(line)
+            stage = _STAGE_LABEL.search(match.group(2)) if match else None
+            if stage:
+                key = f"{match.group(1)}:{stage.group(1)}"
+        if key and f'precision="{precision}"' in match.group(2):
+            totals[key] = totals.get(key, 0.0) + float(match.group(3))
     return totals
+
+
+def stage_costs(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Core-ms per image of each stage the server measured between two scrapes."""
+    costs = {}
+    for key in after:
+        if key.startswith("images:"):
+            stage = key.split(":", 1)[1]
+            images = after[key] - before.get(key, 0.0)
+            if images > 0:
+                cpu = after.get(f"cpu_seconds:{stage}", 0.0) - before.get(f"cpu_seconds:{stage}", 0.0)
+                costs[stage] = round(cpu * 1000 / images, 3)
+    return costs
 
 
 def host_probe_ms(photos: list[tuple[str, bytes]], rounds: int = 3) -> float:
@@ -108,29 +135,40 @@ def host_probe_ms(photos: list[tuple[str, bytes]], rounds: int = 3) -> float:
     return round(median(passes), 2)
 
 
+@dataclass
+class _Window:
+    summary: dict  # LoadResult.summary()
+    samples_ms: list[float]
+    server_cpu_ms_per_request: float
+    peak_rss_mb: float
+    mean_batch: float | None = None
+    mean_model_call_ms: float | None = None
+    stage_cpu_ms: dict[str, float] = field(default_factory=dict)
+
+
 def _measure(server: ServerProcess, requests: list[bytes], concurrency: int, plan: HttpPlan, expect: bytes,
-             precision: str | None) -> tuple[dict, list[float], float, float, float | None, float | None]:
-    before = scrape_batching(server.port, precision) if precision else {}
+             precision: str | None) -> _Window:
     with RssSampler(server.pid) as sampler:
-        # CPU is read after the unrecorded warm-up inside run_load would be ideal; instead the
-        # warm-up runs first as its own short load, so the CPU window matches the recorded one.
+        # The warm-up runs as its own short load first, so the server's CPU time and its /metrics
+        # are read around the recorded window only.
         if plan.warmup_s > 0:
             run_load(HOST, server.port, requests, concurrency=concurrency, seconds=plan.warmup_s, warmup_s=0,
                      expect=expect)
+        before = scrape_server_metrics(server.port, precision) if precision else {}
         cpu0 = server.cpu_seconds()
         result = run_load(HOST, server.port, requests, concurrency=concurrency, seconds=plan.seconds, warmup_s=0,
                           expect=expect)
         cpu = server.cpu_seconds() - cpu0
-    after = scrape_batching(server.port, precision) if precision else {}
+    after = scrape_server_metrics(server.port, precision) if precision else {}
     done = result.ok + result.errors
-    mean_batch = mean_call = None
+    window = _Window(result.summary(), _downsample(result.latencies_ms), round(cpu * 1000 / done, 2) if done else 0.0,
+                     sampler.peak / 2**20, stage_cpu_ms=stage_costs(before, after))
     calls = after.get("imgcls_batch_size_count", 0) - before.get("imgcls_batch_size_count", 0)
     if calls > 0:
-        mean_batch = round((after["imgcls_batch_size_sum"] - before.get("imgcls_batch_size_sum", 0)) / calls, 2)
-        mean_call = round((after["imgcls_inference_seconds_sum"] - before.get("imgcls_inference_seconds_sum", 0))
-                          * 1000 / calls, 2)
-    cpu_per_request = round(cpu * 1000 / done, 2) if done else 0.0
-    return result.summary(), _downsample(result.latencies_ms), cpu_per_request, sampler.peak / 2**20, mean_batch, mean_call
+        window.mean_batch = round((after["imgcls_batch_size_sum"] - before.get("imgcls_batch_size_sum", 0)) / calls, 2)
+        window.mean_model_call_ms = round((after["imgcls_inference_seconds_sum"]
+                                           - before.get("imgcls_inference_seconds_sum", 0)) * 1000 / calls, 2)
+    return window
 
 
 def run_imgcls_http(models: list[BenchModel], photos: list[tuple[str, bytes]], plan: HttpPlan, log_dir: Path,
@@ -155,10 +193,10 @@ def run_imgcls_http(models: list[BenchModel], photos: list[tuple[str, bytes]], p
             for concurrency in plan.concurrency:
                 progress(f"http: imgcls {model.key} {precision} {label} concurrency {concurrency}")
                 probe = host_probe_ms(photos)
-                summary, samples, cpu, rss, batch, call = _measure(server, requests, concurrency, plan,
-                                                                   b'"top"', precision)
-                rows.append(HttpRow("imgcls", model.key, precision, concurrency, summary, cpu, round(rss, 1),
-                                    batch, call, samples, runtime=label, host_probe_ms=probe))
+                w = _measure(server, requests, concurrency, plan, b'"top"', precision)
+                rows.append(HttpRow("imgcls", model.key, precision, concurrency, w.summary, w.server_cpu_ms_per_request,
+                                    round(w.peak_rss_mb, 1), w.mean_batch, w.mean_model_call_ms, w.samples_ms,
+                                    runtime=label, host_probe_ms=probe, stage_cpu_ms=w.stage_cpu_ms))
     return rows, facts
 
 
@@ -176,9 +214,9 @@ def run_baseline_http(venv: Path, app: Path, weights: Path | None, photos: list[
         for concurrency in plan.concurrency:
             progress(f"baseline: concurrency {concurrency}")
             probe = host_probe_ms(photos)
-            summary, samples, cpu, rss, _, _ = _measure(server, requests, concurrency, plan, b'"label"', None)
-            rows.append(HttpRow("baseline", "resnet18", label, concurrency, summary, cpu,
-                                round(rss, 1), samples_ms=samples, host_probe_ms=probe))
+            w = _measure(server, requests, concurrency, plan, b'"label"', None)
+            rows.append(HttpRow("baseline", "resnet18", label, concurrency, w.summary, w.server_cpu_ms_per_request,
+                                round(w.peak_rss_mb, 1), samples_ms=w.samples_ms, host_probe_ms=probe))
         facts["peak_rss_mb_kernel"] = round((server.peak_rss_kernel() or 0) / 2**20, 1)
     return rows, facts
 

@@ -19,6 +19,10 @@ class Runtime(Protocol):
     def run(self, batch: np.ndarray) -> np.ndarray:
         """float32 NCHW batch -> float32 logits (N, num_classes)."""
 
+    def computes_on_caller(self, solo: bool = False) -> bool:
+        """Whether a ``run`` does all its work on the calling thread (the server then reads the
+        model's CPU cost per call from that thread's CPU clock)."""
+
     def close(self) -> None: ...
 
 

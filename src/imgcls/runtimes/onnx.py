@@ -61,6 +61,12 @@ class OnnxRuntime:
         session = self._solo_session if solo and self._solo_session is not None else self.session
         return session.run([self.output_name], {self.input_name: batch})[0]
 
+    def computes_on_caller(self, solo: bool = False) -> bool:
+        """True when a ``run`` does all its work on the calling thread (one intra-op thread: ONNX
+        Runtime then opens no pool), so that thread's CPU clock measures the call's whole cost."""
+        uses_solo = solo and self._solo_session is not None
+        return (self.solo_threads if uses_solo else self.threads) == 1
+
     def close(self) -> None:
         self.session = self._solo_session = None
 

@@ -142,6 +142,11 @@ class OpenVinoRuntime:
         request.infer({0: np.ascontiguousarray(batch, dtype=np.float32)})
         return request.get_output_tensor(0).data.copy()
 
+    def computes_on_caller(self, solo: bool = False) -> bool:
+        """False: with more than one stream (one per server model worker) a call runs on
+        OpenVINO's stream threads, so the caller's CPU clock does not see it."""
+        return False
+
     def close(self) -> None:
         self._compiled = self._solo = None
         self._requests = threading.local()

@@ -43,5 +43,8 @@ class TorchRuntime:
         with self._torch.inference_mode():
             return self.model(self._torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))).numpy()
 
+    def computes_on_caller(self, solo: bool = False) -> bool:
+        return False  # torch's intra-op pool does the work
+
     def close(self) -> None:
         self.model = None

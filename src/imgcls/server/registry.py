@@ -43,6 +43,7 @@ class ServedModel:
             f"{slot.name}-{precision}", self._run, max_batch=config.max_batch, max_wait_ms=config.max_wait_ms,
             max_queue=config.max_queue, workers=config.workers_per_model, observe=metrics.batcher_observer(slot.name, precision),
             server_depth=server_depth)
+        self.record_cpu = metrics.stage_recorder(slot.name, precision)
         self.started = False
         self._loading: asyncio.Lock | None = None
 
@@ -90,7 +91,12 @@ class ServedModel:
 
     def _run(self, batch: np.ndarray, solo: bool) -> np.ndarray:
         assert self.classifier is not None
-        return self.classifier.probabilities(batch, solo=solo)
+        if not self.classifier.runtime.computes_on_caller(solo):
+            return self.classifier.probabilities(batch, solo=solo)
+        started = time.thread_time()
+        probabilities = self.classifier.probabilities(batch, solo=solo)
+        self.record_cpu("model", time.thread_time() - started, len(batch))
+        return probabilities
 
 
 class ModelRegistry:

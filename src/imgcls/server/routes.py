@@ -183,7 +183,7 @@ async def _classify_one(state, served, upload: Upload, top_k: int, lang: str, pr
     data, upload.data = upload.data, b""  # drop the request's copy as soon as it is decoded
     try:
         array, report, decode_ms, preview = await asyncio.get_running_loop().run_in_executor(
-            state.decode_pool, _prepare, classifier, data, preview_px)
+            state.decode_pool, _prepare, classifier, data, preview_px, served.record_cpu)
         del data
         result = await served.batcher.submit(array)
     except ImgclsError as exc:
@@ -196,9 +196,12 @@ async def _classify_one(state, served, upload: Upload, top_k: int, lang: str, pr
         return {"filename": upload.filename, "status": 500,
                 "error": {"code": "internal_error", "message": "This file could not be classified (server error)."}}
     state.metrics.images.labels(served.name, served.precision, "ok").inc()
+    cpu = time.thread_time()
+    top = classifier.format_top(result.probabilities, top_k, lang)
+    served.record_cpu("top_k", time.thread_time() - cpu)
     answer = {
         "filename": upload.filename,
-        "top": classifier.format_top(result.probabilities, top_k, lang),
+        "top": top,
         "input": report,
         "timing_ms": {"decode": decode_ms, "queue": result.queue_ms, "model": result.model_ms,
                       "total": round((time.perf_counter() - started) * 1000, 2)},
@@ -208,11 +211,15 @@ async def _classify_one(state, served, upload: Upload, top_k: int, lang: str, pr
     return answer
 
 
-def _prepare(classifier, data: bytes, preview_px: int):
-    started = time.perf_counter()
+def _prepare(classifier, data: bytes, preview_px: int, record_cpu):
+    started, cpu0 = time.perf_counter(), time.thread_time()
     decoded = classifier.decode(data)
+    cpu1 = time.thread_time()
     array = classifier.to_array(decoded.image)
+    cpu2 = time.thread_time()
     decode_ms = round((time.perf_counter() - started) * 1000, 2)  # the preview is not part of the decode
+    record_cpu("decode", cpu1 - cpu0)
+    record_cpu("preprocess", cpu2 - cpu1)
     preview = None
     if preview_px:
         thumbnail = thumbnail_jpeg(decoded.image, preview_px)
