@@ -79,30 +79,32 @@ def _downsample(values: list[float], limit: int = MAX_SAMPLES) -> list[float]:
     return [round(values[int(i * step)], 2) for i in range(limit)]
 
 
-_METRIC = re.compile(r'^(imgcls_(?:batch_size|inference_seconds)_(?:sum|count))\{([^}]*)\}\s+(\S+)$')
-_STAGE_METRIC = re.compile(r'^imgcls_stage_(cpu_seconds|images)_total\{([^}]*)\}\s+(\S+)$')
+# The series the benchmark reads from the server, one name per line: histogram sums and counts,
+# and the per-stage CPU counters (their stage label becomes part of the key).
+_SERIES = re.compile(r'^imgcls_(batch_size_sum|batch_size_count|inference_seconds_sum|inference_seconds_count'
+                     r'|stage_cpu_seconds_total|stage_images_total)\{([^}]*)\}\s+(\S+)$')
 _STAGE_LABEL = re.compile(r'stage="([a-z_]+)"')
 
 
 def scrape_server_metrics(port: int, precision: str) -> dict[str, float]:
-    """For one precision (all models): sums of the batch-size and model-call histograms, and the
-    per-stage CPU counters (keys ``cpu_seconds:<stage>`` and ``images:<stage>``)."""
+    """For one precision (all models): sums of the batch-size and model-call histograms (keys
+    ``imgcls_batch_size_sum`` ...), and the per-stage CPU counters (``cpu_seconds:<stage>``,
+    ``images:<stage>``)."""
     status, body = http_get(HOST, port, "/metrics")
     totals: dict[str, float] = {}
     if status != 200:
         return totals
     for line in body.decode("utf-8", "replace").splitlines():
-        match = _METRIC.match(line)
-        key = None
-        if match:
-            key = match.group(1)
+        match = _SERIES.match(line)
+        if not match or f'precision="{precision}"' not in match.group(2):
+            continue
+        name, labels, value = match.groups()
+        stage = _STAGE_LABEL.search(labels)
+        if stage:
+            key = f"{name.removeprefix('stage_').removesuffix('_total')}:{stage.group(1)}"
         else:
-            match = _STAGE_METRIC.match(line)
-            stage = _STAGE_LABEL.search(match.group(2)) if match else None
-            if stage:
-                key = f"{match.group(1)}:{stage.group(1)}"
-        if key and f'precision="{precision}"' in match.group(2):
-            totals[key] = totals.get(key, 0.0) + float(match.group(3))
+            key = f"imgcls_{name}"
+        totals[key] = totals.get(key, 0.0) + float(value)
     return totals
 
 
@@ -135,19 +137,10 @@ def host_probe_ms(photos: list[tuple[str, bytes]], rounds: int = 3) -> float:
     return round(median(passes), 2)
 
 
-@dataclass
-class _Window:
-    summary: dict  # LoadResult.summary()
-    samples_ms: list[float]
-    server_cpu_ms_per_request: float
-    peak_rss_mb: float
-    mean_batch: float | None = None
-    mean_model_call_ms: float | None = None
-    stage_cpu_ms: dict[str, float] = field(default_factory=dict)
-
-
 def _measure(server: ServerProcess, requests: list[bytes], concurrency: int, plan: HttpPlan, expect: bytes,
-             precision: str | None) -> _Window:
+             precision: str | None) -> dict:
+    """One recorded window: the measured fields of an ``HttpRow`` (result, server CPU and peak RSS,
+    and from the server's /metrics, when ``precision`` is given, its batching and stage costs)."""
     with RssSampler(server.pid) as sampler:
         # The warm-up runs as its own short load first, so the server's CPU time and its /metrics
         # are read around the recorded window only.
@@ -161,13 +154,15 @@ def _measure(server: ServerProcess, requests: list[bytes], concurrency: int, pla
         cpu = server.cpu_seconds() - cpu0
     after = scrape_server_metrics(server.port, precision) if precision else {}
     done = result.ok + result.errors
-    window = _Window(result.summary(), _downsample(result.latencies_ms), round(cpu * 1000 / done, 2) if done else 0.0,
-                     sampler.peak / 2**20, stage_cpu_ms=stage_costs(before, after))
+    window = {"result": result.summary(), "samples_ms": _downsample(result.latencies_ms),
+              "server_cpu_ms_per_request": round(cpu * 1000 / done, 2) if done else 0.0,
+              "server_peak_rss_mb": round(sampler.peak / 2**20, 1), "stage_cpu_ms": stage_costs(before, after)}
     calls = after.get("imgcls_batch_size_count", 0) - before.get("imgcls_batch_size_count", 0)
     if calls > 0:
-        window.mean_batch = round((after["imgcls_batch_size_sum"] - before.get("imgcls_batch_size_sum", 0)) / calls, 2)
-        window.mean_model_call_ms = round((after["imgcls_inference_seconds_sum"]
-                                           - before.get("imgcls_inference_seconds_sum", 0)) * 1000 / calls, 2)
+        window["mean_batch"] = round((after["imgcls_batch_size_sum"] - before.get("imgcls_batch_size_sum", 0))
+                                     / calls, 2)
+        window["mean_model_call_ms"] = round((after["imgcls_inference_seconds_sum"]
+                                              - before.get("imgcls_inference_seconds_sum", 0)) * 1000 / calls, 2)
     return window
 
 
@@ -193,10 +188,9 @@ def run_imgcls_http(models: list[BenchModel], photos: list[tuple[str, bytes]], p
             for concurrency in plan.concurrency:
                 progress(f"http: imgcls {model.key} {precision} {label} concurrency {concurrency}")
                 probe = host_probe_ms(photos)
-                w = _measure(server, requests, concurrency, plan, b'"top"', precision)
-                rows.append(HttpRow("imgcls", model.key, precision, concurrency, w.summary, w.server_cpu_ms_per_request,
-                                    round(w.peak_rss_mb, 1), w.mean_batch, w.mean_model_call_ms, w.samples_ms,
-                                    runtime=label, host_probe_ms=probe, stage_cpu_ms=w.stage_cpu_ms))
+                window = _measure(server, requests, concurrency, plan, b'"top"', precision)
+                rows.append(HttpRow("imgcls", model.key, precision, concurrency, runtime=label, host_probe_ms=probe,
+                                    **window))
     return rows, facts
 
 
@@ -214,9 +208,8 @@ def run_baseline_http(venv: Path, app: Path, weights: Path | None, photos: list[
         for concurrency in plan.concurrency:
             progress(f"baseline: concurrency {concurrency}")
             probe = host_probe_ms(photos)
-            w = _measure(server, requests, concurrency, plan, b'"label"', None)
-            rows.append(HttpRow("baseline", "resnet18", label, concurrency, w.summary, w.server_cpu_ms_per_request,
-                                round(w.peak_rss_mb, 1), samples_ms=w.samples_ms, host_probe_ms=probe))
+            window = _measure(server, requests, concurrency, plan, b'"label"', None)
+            rows.append(HttpRow("baseline", "resnet18", label, concurrency, host_probe_ms=probe, **window))
         facts["peak_rss_mb_kernel"] = round((server.peak_rss_kernel() or 0) / 2**20, 1)
     return rows, facts
 
