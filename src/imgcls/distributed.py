@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -40,8 +39,9 @@ from imgcls.catalog.entries import Preprocessing
 from imgcls.errors import ImgclsError, InputError, ModelError
 
 __all__ = [
-    "FORMATS", "RESULT_COLUMNS", "InferenceActor", "decode_batch", "list_sources", "merge_rows", "parts_dir",
-    "predict_with_ray", "read_results", "relabel_rows", "write_results",
+    "FORMATS", "RESULT_COLUMNS", "InferenceActor", "decode_batch", "list_sources", "merge_rows", "merge_tables",
+    "parts_dir", "predict_with_ray", "read_results", "read_results_table", "relabel_rows", "relabel_table",
+    "write_results", "write_results_table",
 ]
 
 FORMATS = (".parquet", ".csv", ".jsonl")
@@ -88,10 +88,24 @@ def list_sources(sources: list[str]) -> tuple[list[str], list[str]]:
     unique = []
     for text in expanded:
         absolute = os.path.abspath(text)
-        if absolute not in seen:
-            seen.add(absolute)
-            unique.append(absolute)
+        if absolute in seen:
+            continue
+        seen.add(absolute)
+        if not _is_utf8(absolute):  # the path column is UTF-8 text in every output format
+            problems.append(f"{absolute.encode('utf-8', 'backslashreplace').decode()}: the file name is not "
+                            "valid UTF-8; rename it to classify it on Ray")
+            continue
+        unique.append(absolute)
     return unique, problems
+
+
+def _is_utf8(path: str) -> bool:
+    """False for names the OS gave as undecodable bytes (Python keeps them as surrogates)."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 # --- the two pipeline stages (module level so Ray pickles them by reference) -------------------
@@ -217,24 +231,36 @@ def read_results(path: Path) -> list[dict]:
     Raises:
         InputError: the file exists but is not a results file we can read.
     """
+    return read_results_table(path).to_pylist()
+
+
+def read_results_table(path: Path):
+    """A results file (any of the three formats) as a pyarrow Table with ``result_schema``.
+
+    Text formats are parsed in chunks, so a million-row output never exists as Python rows.
+
+    Raises:
+        InputError: the file exists but is not a results file we can read.
+    """
     import pyarrow.parquet as pq
 
     suffix = path.suffix.lower()
     try:
         if suffix == ".parquet":
-            return pq.read_table(path).select(list(RESULT_COLUMNS)).to_pylist()
-        text = path.read_text(encoding="utf-8")
-        if suffix == ".jsonl":
-            return [_normalise(json.loads(line)) for line in text.splitlines() if line.strip()]
-        rows = []
-        for record in csv.DictReader(io.StringIO(text, newline="")):
-            for column in ("top_indices", "top_labels", "top_scores"):
-                record[column] = json.loads(record[column] or "[]")
-            rows.append(_normalise(record))
-        return rows
+            return _conform(pq.read_table(path))
+        with path.open(encoding="utf-8", newline="") as handle:
+            if suffix == ".jsonl":
+                return _rows_to_table(_normalise(json.loads(line)) for line in handle if line.strip())
+            return _rows_to_table(_normalise(_decode_csv_lists(record)) for record in csv.DictReader(handle))
     except Exception as exc:  # OSError, bad JSON/CSV, missing columns, pyarrow's ArrowInvalid, ...
         raise InputError(f"The existing output {path.name} cannot be read as imgcls results "
                          f"({exc.__class__.__name__}); delete it or choose another --output.") from None
+
+
+def _decode_csv_lists(record: dict) -> dict:
+    for column in ("top_indices", "top_labels", "top_scores"):
+        record[column] = json.loads(record[column] or "[]")
+    return record
 
 
 def _normalise(record: dict) -> dict:
@@ -247,31 +273,65 @@ def _normalise(record: dict) -> dict:
     }
 
 
+ROWS_PER_CHUNK = 20_000  # Python rows alive at once when converting to or from the text formats
+
+
+def _rows_to_table(rows):
+    import pyarrow as pa
+
+    schema, batches, chunk = result_schema(), [], []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) == ROWS_PER_CHUNK:
+            batches.append(pa.RecordBatch.from_pylist(chunk, schema=schema))
+            chunk = []
+    if chunk:
+        batches.append(pa.RecordBatch.from_pylist(chunk, schema=schema))
+    return pa.Table.from_batches(batches, schema=schema)
+
+
+def _conform(table):
+    """``table`` with exactly the result columns and types (parts and outputs may differ in
+    details such as a null-typed error column), so tables can be concatenated."""
+    return table.select(list(RESULT_COLUMNS)).cast(result_schema())
+
+
 def write_results(rows: list[dict], path: Path) -> None:
     """Write rows in the format the suffix names, atomically (temporary file, then rename)."""
     import pyarrow as pa
+
+    write_results_table(pa.Table.from_pylist(rows, schema=result_schema()), path)
+
+
+def write_results_table(table, path: Path) -> None:
+    """Write a results Table in the format the suffix names, atomically (temporary file, then rename)."""
     import pyarrow.parquet as pq
 
     suffix = path.suffix.lower()
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         if suffix == ".parquet":
-            pq.write_table(pa.Table.from_pylist(rows, schema=result_schema()), tmp)
+            pq.write_table(_conform(table), tmp)
         elif suffix == ".jsonl":
             with tmp.open("w", encoding="utf-8") as handle:
-                for row in rows:
+                for row in _iter_rows(table):
                     handle.write(json.dumps(row, ensure_ascii=False) + "\n")
         else:
             with tmp.open("w", encoding="utf-8", newline="") as handle:
                 writer = csv.writer(handle)
                 writer.writerow(RESULT_COLUMNS)
-                for row in rows:
+                for row in _iter_rows(table):
                     writer.writerow([row["path"], row["model"], json.dumps(row["top_indices"]),
                                      json.dumps(row["top_labels"], ensure_ascii=False),
                                      json.dumps(row["top_scores"]), row["error"] or ""])
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _iter_rows(table):
+    for batch in _conform(table).to_batches(max_chunksize=ROWS_PER_CHUNK):
+        yield from batch.to_pylist()
 
 
 def merge_rows(*row_lists: list[dict]) -> list[dict]:
@@ -290,34 +350,108 @@ def merge_rows(*row_lists: list[dict]) -> list[dict]:
     return [merged[path] for path in sorted(merged)]
 
 
-def _is_answer(row: dict, model: str, n_classes: int) -> bool:
-    """A success of ``model`` whose class indices the model has (not a hand-edited or foreign row)."""
-    return not row["error"] and row["model"] == model and all(0 <= i < n_classes for i in row["top_indices"])
+def merge_tables(*tables):
+    """`merge_rows` for pyarrow Tables, oldest first, with the same rules and order.
+
+    Only the rows of paths that occur more than once (retried errors, a re-run with another
+    model) become Python rows and go through `merge_rows`; the rest stay in Arrow, which keeps a
+    million-row merge to a few hundred MB instead of a few GB."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    combined = pa.concat_tables([_conform(t) for t in tables] or [result_schema().empty_table()])
+    ordered = combined.sort_by([("path", "ascending")])  # a stable sort: oldest first within a path
+    paths = ordered["path"]
+    if ordered.num_rows < 2:
+        return ordered
+    same_as_next = pc.equal(paths.slice(0, len(paths) - 1), paths.slice(1))
+    repeated = pc.or_(pa.chunked_array(same_as_next.chunks + [pa.array([False])]),
+                      pa.chunked_array([pa.array([False])] + same_as_next.chunks))
+    if not pc.any(repeated).as_py():
+        return ordered
+    resolved = merge_rows(ordered.filter(repeated).to_pylist())  # in path order, oldest first per path
+    singles = ordered.filter(pc.invert(repeated))
+    merged = pa.concat_tables([singles, pa.Table.from_pylist(resolved, schema=result_schema())])
+    return merged.sort_by([("path", "ascending")])
 
 
-def _done(rows: list[dict], model: str, k: int, n_classes: int) -> set[str]:
-    """Paths that need no more work: answered by this model (``_is_answer``) with this top-k;
-    anything else is classified again."""
-    return {r["path"] for r in rows if _is_answer(r, model, n_classes) and len(r["top_indices"]) == k}
+def _succeeded(table):
+    """Boolean array: the row has no error (null or empty, as ``not row["error"]``)."""
+    import pyarrow.compute as pc
+
+    error = table["error"]
+    return pc.fill_null(pc.or_kleene(pc.is_null(error), pc.equal(error, "")), True)
+
+
+def _answers(table, model: str, n_classes: int):
+    """Boolean array: a success of ``model`` whose class indices the model has (not a
+    hand-edited or foreign row)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    indices = table["top_indices"].combine_chunks()
+    flat = pc.list_flatten(indices)
+    outside = pc.invert(pc.and_(pc.greater_equal(flat, 0), pc.less(flat, n_classes)))
+    foreign_rows = pc.unique(pc.filter(pc.list_parent_indices(indices), outside))
+    in_range = pc.invert(pc.is_in(pa.array(np.arange(table.num_rows, dtype=np.int64)),
+                                  value_set=foreign_rows.cast(pa.int64())))
+    of_model = pc.fill_null(pc.equal(table["model"], model), False)
+    return pc.and_(pc.and_(_succeeded(table), of_model), in_range)
+
+
+def _pending(files: list[str], table, model: str, k: int, n_classes: int) -> list[str]:
+    """The files that still need work: all but those answered by this model (``_answers``) with
+    this top-k in ``table``; anything else is classified again. (Kept as Arrow arrays, not a
+    Python set, so resuming a million-row output costs no extra million strings.)"""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    with_k = pc.equal(pc.fill_null(pc.list_value_length(table["top_indices"]), 0), k)
+    done = table.filter(pc.and_(_answers(table, model, n_classes), with_k))["path"]
+    if len(done) == 0:
+        return list(files)
+    is_done = pc.is_in(pa.array(files, pa.string()), value_set=done).to_numpy(zero_copy_only=False)
+    return [path for path, finished in zip(files, is_done) if not finished]
 
 
 def relabel_rows(rows: list[dict], model: str, labels: tuple[str, ...]) -> list[dict]:
     """Rows of ``model`` with their labels rewritten from their class indices in ``labels`` (the
     language asked for); other rows, and rows with indices outside ``labels``, unchanged."""
-    return [{**row, "top_labels": [labels[i] for i in row["top_indices"]]} if _is_answer(row, model, len(labels))
-            else row for row in rows]
+    import pyarrow as pa
+
+    return relabel_table(pa.Table.from_pylist(rows, schema=result_schema()), model, labels).to_pylist()
 
 
-def _read_parts(folder: Path) -> list[dict]:
+def relabel_table(table, model: str, labels: tuple[str, ...]):
+    """`relabel_rows` for a pyarrow Table."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    table = _conform(table)
+    if table.num_rows == 0:
+        return table
+    indices = table["top_indices"].combine_chunks()
+    flat = pc.list_flatten(indices)
+    safe = pc.if_else(pc.and_(pc.greater_equal(flat, 0), pc.less(flat, len(labels))), flat, 0)
+    lengths = pc.fill_null(pc.list_value_length(indices), 0).to_numpy(zero_copy_only=False)
+    offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
+    relabelled = pa.ListArray.from_arrays(offsets, pa.array(labels, pa.string()).take(safe))
+    top_labels = pc.if_else(_answers(table, model, len(labels)), relabelled, table["top_labels"].combine_chunks())
+    return table.set_column(RESULT_COLUMNS.index("top_labels"), "top_labels", top_labels)
+
+
+def _read_parts(folder: Path):
+    """Every whole part file in ``folder``, oldest first, as one Table."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    rows: list[dict] = []
+    tables = []
     for part in sorted(folder.glob("part-*.parquet")):
         try:
-            rows.extend(pq.read_table(part).to_pylist())
+            tables.append(_conform(pq.read_table(part)))
         except Exception:  # a part is renamed into place whole, so this is outside damage: redo it
             continue
-    return rows
+    return pa.concat_tables(tables) if tables else result_schema().empty_table()
 
 
 class _PartWriter:
@@ -423,11 +557,13 @@ def _predict(paths, model, precision, top_k, lang, output, batch_size, actors, a
     if not files:
         raise InputError("No input files found.")
 
-    existing = read_results(output) if output.exists() else []
+    import pyarrow as pa  # installed with ray, which _import_ray has checked
+    import pyarrow.compute as pc
+
+    existing = read_results_table(output) if output.exists() else result_schema().empty_table()
     folder = parts_dir(output)
     labels = spec.labels(lang)
-    done = _done(merge_rows(existing, _read_parts(folder)), spec.name, k, len(labels))
-    pending = [p for p in files if p not in done]
+    pending = _pending(files, merge_tables(existing, _read_parts(folder)), spec.name, k, len(labels))
     console_err.print(f"{len(files)} files: {len(files) - len(pending)} already classified, "
                       f"{len(pending)} to classify with {spec.name} ({precision}"
                       f"{', OpenVINO ' + openvino_precision if openvino_precision else ''}) on Ray.")
@@ -437,19 +573,19 @@ def _predict(paths, model, precision, top_k, lang, output, batch_size, actors, a
         console_err.print(f"Classified {len(pending)} files in {seconds:.1f} s "
                           f"({len(pending) / seconds:.1f} images/s, actor start-up included).")
 
-    final = relabel_rows(merge_rows(existing, _read_parts(folder)), spec.name, labels)
-    write_results(final, output)
+    final = relabel_table(merge_tables(existing, _read_parts(folder)), spec.name, labels)
+    del existing
+    write_results_table(final, output)
     shutil.rmtree(folder, ignore_errors=True)  # merged into the output, which was renamed into place
-    listed = set(files)
-    rows = [r for r in final if r["path"] in listed]
-    failed = [r for r in rows if r["error"]]
-    for row in failed[:20]:
+    ours = final.filter(pc.is_in(final["path"], value_set=pa.array(files, pa.string())))
+    failed = ours.filter(pc.invert(_succeeded(ours)))
+    for row in failed.slice(0, 20).to_pylist():
         console_err.print(f"[yellow]Skipped[/] {escape(row['path'])}: {escape(row['error'])}")
-    if len(failed) > 20:
-        console_err.print(f"[yellow]... and {len(failed) - 20} more unreadable files (see the error column).[/]")
-    console_err.print(f"Wrote {len(final)} results to {escape(str(output))} "
-                      f"({len(rows) - len(failed)} classified, {len(failed)} unreadable).")
-    return 0 if not failed else (1 if len(failed) < len(rows) else 2)
+    if failed.num_rows > 20:
+        console_err.print(f"[yellow]... and {failed.num_rows - 20} more unreadable files (see the error column).[/]")
+    console_err.print(f"Wrote {final.num_rows} results to {escape(str(output))} "
+                      f"({ours.num_rows - failed.num_rows} classified, {failed.num_rows} unreadable).")
+    return 0 if not failed.num_rows else (1 if failed.num_rows < ours.num_rows else 2)
 
 
 def _import_ray():

@@ -7,16 +7,23 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+import imgcls.distributed as distributed
 from imgcls.catalog import resolve_model
 from imgcls.distributed import (
+    _pending,
     list_sources,
     merge_rows,
+    merge_tables,
     parts_dir,
     predict_with_ray,
     read_results,
+    read_results_table,
     relabel_rows,
     write_results,
+    write_results_table,
 )
 from imgcls.errors import InputError
 
@@ -49,6 +56,17 @@ def test_list_sources_folders_list_files_and_dedupe(tmp_path):
     empty.write_text("# nothing\n")
     _, problems = list_sources([str(empty), str(tmp_path / "lists")])
     assert any("no paths" in p for p in problems) and any("no image files" in p for p in problems)
+
+
+def test_a_file_name_that_is_not_utf8_is_reported_not_listed(tmp_path):
+    import os
+
+    (tmp_path / "fine.jpg").write_bytes(b"x")
+    with open(os.path.join(os.fsencode(tmp_path), b"caf\xe9.jpg"), "wb") as handle:  # Latin-1 bytes
+        handle.write(b"x")
+    paths, problems = list_sources([str(tmp_path)])
+    assert paths == [str(tmp_path / "fine.jpg")]
+    assert len(problems) == 1 and "caf\\udce9.jpg" in problems[0] and "not valid UTF-8" in problems[0]
 
 
 @pytest.mark.parametrize("suffix", [".parquet", ".csv", ".jsonl"])
@@ -86,6 +104,52 @@ def test_merge_rows_rules():
     assert by["/c"]["error"] is None  # a later error never hides an earlier success of the same model
     assert by["/a"]["model"] == "other"  # a different model's newer answer replaces the old one
     assert by["/d"]["error"] == "bad"
+
+
+# Rows as a resumed run meets them: a few paths seen again, by two models, with and without errors.
+_ROWS = st.builds(
+    lambda path, model, error, score: row(f"/p/{path}", model=model, error=error, scores=(score, 0.0)),
+    st.sampled_from(["a", "b", "é", "B", "a/b", "ab"]), st.sampled_from(["m", "n"]),
+    st.sampled_from([None, None, "bad", ""]), st.floats(0, 1))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(_ROWS, max_size=8), max_size=4))
+def test_merge_tables_follows_merge_rows_exactly(row_lists):
+    """The Arrow merge the driver uses gives the rows, order and winners of the reference rules."""
+    import pyarrow as pa
+
+    tables = [pa.Table.from_pylist(rows, schema=distributed.result_schema()) for rows in row_lists]
+    assert merge_tables(*tables).to_pylist() == merge_rows(*row_lists)
+
+
+def test_pending_keeps_only_this_models_complete_answers_out():
+    import pyarrow as pa
+
+    k5 = {**row("/done", model="m"), "top_indices": [1, 2, 3, 4, 0], "top_labels": list("abcde"),
+          "top_scores": [0.5, 0.2, 0.1, 0.1, 0.1]}
+    rows = [k5, row("/other-k", model="m"), row("/failed", model="m", error="bad"), {**k5, "path": "/other-model",
+            "model": "n"}, {**k5, "path": "/foreign", "top_indices": [1, 2, 3, 4, 99]},
+            {**k5, "path": "/one-past", "top_indices": [1, 2, 3, 4, 10]}]  # a class the 10-class model lacks
+    table = pa.Table.from_pylist(rows, schema=distributed.result_schema())
+    files = ["/new", "/foreign", "/done", "/other-model", "/one-past", "/failed", "/other-k"]
+    assert _pending(files, table, "m", 5, 10) == ["/new", "/foreign", "/other-model", "/one-past", "/failed",
+                                                  "/other-k"]
+    assert _pending(files, table, "m", 5, 11) == ["/new", "/foreign", "/other-model", "/failed", "/other-k"]
+    assert _pending(files, table.slice(0, 0), "m", 5, 10) == files
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_text_outputs_round_trip_in_several_chunks(tmp_path, monkeypatch, suffix):
+    """Text outputs are read and written a chunk of rows at a time; rows cross chunk borders intact."""
+    monkeypatch.setattr(distributed, "ROWS_PER_CHUNK", 3)
+    rows = [row(f"/x/{i:02d}.jpg", error="bad" if i % 4 == 0 else None, scores=(i / 10, 0.0)) for i in range(10)]
+    path = tmp_path / f"out{suffix}"
+    write_results(rows, path)
+    table = read_results_table(path)
+    assert table.num_rows == 10 and table.to_pylist() == rows
+    write_results_table(table, tmp_path / f"again{suffix}")
+    assert (tmp_path / f"again{suffix}").read_bytes() == path.read_bytes()
 
 
 def test_usage_errors_exit_2_before_ray_starts(tmp_path, capsys, monkeypatch):
