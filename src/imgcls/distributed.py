@@ -40,7 +40,7 @@ from imgcls.errors import ImgclsError, InputError, ModelError
 
 __all__ = [
     "FORMATS", "RESULT_COLUMNS", "InferenceActor", "decode_batch", "list_sources", "merge_rows", "merge_tables",
-    "parts_dir", "predict_with_ray", "read_results", "read_results_table", "relabel_rows", "relabel_table",
+    "parts_dir", "predict_with_ray", "read_results", "read_results_table", "relabel_table",
     "write_results", "write_results_table",
 ]
 
@@ -292,7 +292,8 @@ def _rows_to_table(rows):
 
 def _conform(table):
     """``table`` with exactly the result columns and types (parts and outputs may differ in
-    details such as a null-typed error column), so tables can be concatenated."""
+    details such as a null-typed error column), so tables can be concatenated. Applied where a
+    table comes from disk; every table after that already has ``result_schema``."""
     return table.select(list(RESULT_COLUMNS)).cast(result_schema())
 
 
@@ -311,7 +312,7 @@ def write_results_table(table, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         if suffix == ".parquet":
-            pq.write_table(_conform(table), tmp)
+            pq.write_table(table, tmp)
         elif suffix == ".jsonl":
             with tmp.open("w", encoding="utf-8") as handle:
                 for row in _iter_rows(table):
@@ -330,7 +331,7 @@ def write_results_table(table, path: Path) -> None:
 
 
 def _iter_rows(table):
-    for batch in _conform(table).to_batches(max_chunksize=ROWS_PER_CHUNK):
+    for batch in table.to_batches(max_chunksize=ROWS_PER_CHUNK):
         yield from batch.to_pylist()
 
 
@@ -359,18 +360,17 @@ def merge_tables(*tables):
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    combined = pa.concat_tables([_conform(t) for t in tables] or [result_schema().empty_table()])
+    combined = pa.concat_tables(list(tables) or [result_schema().empty_table()])
     ordered = combined.sort_by([("path", "ascending")])  # a stable sort: oldest first within a path
     paths = ordered["path"]
-    if ordered.num_rows < 2:
-        return ordered
-    same_as_next = pc.equal(paths.slice(0, len(paths) - 1), paths.slice(1))
-    repeated = pc.or_(pa.chunked_array(same_as_next.chunks + [pa.array([False])]),
-                      pa.chunked_array([pa.array([False])] + same_as_next.chunks))
-    if not pc.any(repeated).as_py():
+    same_as_next = pc.equal(paths[:-1], paths[1:]).to_numpy(zero_copy_only=False)
+    repeated = np.zeros(ordered.num_rows, dtype=bool)
+    repeated[:-1] |= same_as_next
+    repeated[1:] |= same_as_next
+    if not repeated.any():
         return ordered
     resolved = merge_rows(ordered.filter(repeated).to_pylist())  # in path order, oldest first per path
-    singles = ordered.filter(pc.invert(repeated))
+    singles = ordered.filter(~repeated)
     merged = pa.concat_tables([singles, pa.Table.from_pylist(resolved, schema=result_schema())])
     return merged.sort_by([("path", "ascending")])
 
@@ -383,20 +383,26 @@ def _succeeded(table):
     return pc.fill_null(pc.or_kleene(pc.is_null(error), pc.equal(error, "")), True)
 
 
-def _answers(table, model: str, n_classes: int):
-    """Boolean array: a success of ``model`` whose class indices the model has (not a
-    hand-edited or foreign row)."""
-    import pyarrow as pa
+def _class_indices(table, n_classes: int):
+    """The ``top_indices`` values flattened; for each value whether it is a class of an
+    ``n_classes``-class model; for each row whether it has a value that is not (numpy bools)."""
     import pyarrow.compute as pc
 
     indices = table["top_indices"].combine_chunks()
     flat = pc.list_flatten(indices)
-    outside = pc.invert(pc.and_(pc.greater_equal(flat, 0), pc.less(flat, n_classes)))
-    foreign_rows = pc.unique(pc.filter(pc.list_parent_indices(indices), outside))
-    in_range = pc.invert(pc.is_in(pa.array(np.arange(table.num_rows, dtype=np.int64)),
-                                  value_set=foreign_rows.cast(pa.int64())))
+    valid = pc.and_(pc.greater_equal(flat, 0), pc.less(flat, n_classes)).to_numpy(zero_copy_only=False)
+    foreign = np.zeros(table.num_rows, dtype=bool)
+    foreign[pc.list_parent_indices(indices).to_numpy()[~valid]] = True
+    return flat, valid, foreign
+
+
+def _answers(table, model: str, foreign):
+    """Boolean array: a success of ``model`` whose class indices the model has (``foreign``
+    from `_class_indices` is false), not a hand-edited or foreign row."""
+    import pyarrow.compute as pc
+
     of_model = pc.fill_null(pc.equal(table["model"], model), False)
-    return pc.and_(pc.and_(_succeeded(table), of_model), in_range)
+    return pc.and_(pc.and_(_succeeded(table), of_model), ~foreign)
 
 
 def _pending(files: list[str], table, model: str, k: int, n_classes: int) -> list[str]:
@@ -407,36 +413,28 @@ def _pending(files: list[str], table, model: str, k: int, n_classes: int) -> lis
     import pyarrow.compute as pc
 
     with_k = pc.equal(pc.fill_null(pc.list_value_length(table["top_indices"]), 0), k)
-    done = table.filter(pc.and_(_answers(table, model, n_classes), with_k))["path"]
+    _, _, foreign = _class_indices(table, n_classes)
+    done = table.filter(pc.and_(_answers(table, model, foreign), with_k))["path"]
     if len(done) == 0:
         return list(files)
     is_done = pc.is_in(pa.array(files, pa.string()), value_set=done).to_numpy(zero_copy_only=False)
     return [path for path, finished in zip(files, is_done) if not finished]
 
 
-def relabel_rows(rows: list[dict], model: str, labels: tuple[str, ...]) -> list[dict]:
+def relabel_table(table, model: str, labels: tuple[str, ...]):
     """Rows of ``model`` with their labels rewritten from their class indices in ``labels`` (the
     language asked for); other rows, and rows with indices outside ``labels``, unchanged."""
     import pyarrow as pa
-
-    return relabel_table(pa.Table.from_pylist(rows, schema=result_schema()), model, labels).to_pylist()
-
-
-def relabel_table(table, model: str, labels: tuple[str, ...]):
-    """`relabel_rows` for a pyarrow Table."""
-    import pyarrow as pa
     import pyarrow.compute as pc
 
-    table = _conform(table)
     if table.num_rows == 0:
         return table
-    indices = table["top_indices"].combine_chunks()
-    flat = pc.list_flatten(indices)
-    safe = pc.if_else(pc.and_(pc.greater_equal(flat, 0), pc.less(flat, len(labels))), flat, 0)
-    lengths = pc.fill_null(pc.list_value_length(indices), 0).to_numpy(zero_copy_only=False)
+    flat, valid, foreign = _class_indices(table, len(labels))
+    safe = pc.if_else(pa.array(valid), flat, 0)  # only rows of `_answers` keep their relabelling
+    lengths = pc.fill_null(pc.list_value_length(table["top_indices"]), 0).to_numpy(zero_copy_only=False)
     offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
     relabelled = pa.ListArray.from_arrays(offsets, pa.array(labels, pa.string()).take(safe))
-    top_labels = pc.if_else(_answers(table, model, len(labels)), relabelled, table["top_labels"].combine_chunks())
+    top_labels = pc.if_else(_answers(table, model, foreign), relabelled, table["top_labels"].combine_chunks())
     return table.set_column(RESULT_COLUMNS.index("top_labels"), "top_labels", top_labels)
 
 

@@ -21,7 +21,7 @@ from imgcls.distributed import (
     predict_with_ray,
     read_results,
     read_results_table,
-    relabel_rows,
+    relabel_table,
     write_results,
     write_results_table,
 )
@@ -194,12 +194,15 @@ def test_complete_output_needs_no_cluster(tmp_path, capsys, lite0_fp32):
     assert rows[0]["top_labels"] == row("/elsewhere.jpg")["top_labels"]  # another model's row: as it was
 
 
-def test_relabel_rows_only_touches_valid_rows_of_the_model():
+def test_relabel_table_only_touches_valid_rows_of_the_model():
     labels = ("zero", "one", "two")
     ok = {**row("/a", model="m"), "top_indices": [2, 0], "top_labels": ["x", "y"]}
     foreign = {**row("/b", model="m"), "top_indices": [7, 0], "top_labels": ["x", "y"]}  # not this model's classes
     failed = {**row("/c", model="m", error="bad"), "top_indices": [], "top_labels": []}
     other = {**row("/d", model="n"), "top_indices": [1, 2], "top_labels": ["x", "y"]}
-    out = relabel_rows([ok, foreign, failed, other], "m", labels)
+    import pyarrow as pa
+
+    table = pa.Table.from_pylist([ok, foreign, failed, other], schema=distributed.result_schema())
+    out = relabel_table(table, "m", labels).to_pylist()
     assert [r["top_labels"] for r in out] == [["two", "zero"], ["x", "y"], [], ["x", "y"]]
     assert ok["top_labels"] == ["x", "y"]  # the input rows are not modified
