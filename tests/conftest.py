@@ -58,6 +58,23 @@ def lite0_fp32(imgcls_home):
     return ensure_artifact(spec, "fp32")
 
 
+@pytest.fixture
+def fp32_only_home(lite0_fp32, tmp_path) -> Path:
+    """A fresh model store holding only the embedded model's fp32 artifact (linked to the test
+    store's): what a first start finds after the export, before any INT8 exists."""
+    import json
+
+    from imgcls.artifacts import artifact_dir
+    from imgcls.catalog import resolve_model
+
+    home = tmp_path / "fp32-only-home"
+    folder = home / "artifacts" / artifact_dir(resolve_model("efficientnet_lite0")).name
+    folder.mkdir(parents=True)
+    (folder / "fp32.onnx").symlink_to(lite0_fp32[0])
+    (folder / "fp32.json").write_text(json.dumps(lite0_fp32[1]))
+    return home
+
+
 @pytest.fixture(scope="session")
 def lite0_int8(lite0_fp32, dev_dir):
     """INT8 artifact calibrated on the even-numbered dev photos, verified on the odd ones."""

@@ -4,7 +4,9 @@ Every artifact is verified before it may serve, and the figures are kept next to
 
 * fp32: max |logit difference| against PyTorch <= 1e-3 and identical top-1 on a verification
   batch run at batch sizes 1 and N (a legacy exporter once produced a silently wrong graph).
-* int8: top-1 agreement with fp32 >= 95% on the user's verification images.
+* int8: top-1 agreement with fp32 >= 95% on the user's verification images; or, built from a
+  calibration table (the embedded model ships one), byte-identity with the artifact the table
+  was verified with (see ``quantize_int8_from_table``).
 
 Artifacts are cached under ``$IMGCLS_HOME/artifacts/<model>-<weights sha>-<exporter version>/``
 (or shipped inside a bundle's ``onnx/`` folder) with a manifest holding each file's SHA-256, so
@@ -37,6 +39,8 @@ __all__ = [
     "ensure_artifact",
     "export_fp32",
     "quantize_int8",
+    "quantize_int8_from_table",
+    "write_calibration_table",
     "read_manifest",
 ]
 
@@ -47,6 +51,8 @@ EXPORTER_VERSION = "x1"
 PRECISIONS = ("fp32", "int8")
 FP32_MAX_LOGIT_DIFF = 1e-3
 INT8_MIN_AGREEMENT = 0.95
+CALIBRATION_TABLE_FORMAT = "imgcls-int8-calibration/1"
+TABLE_MIN_SYNTHETIC_COSINE = 0.9
 
 
 def artifact_dir(spec: ModelSpec) -> Path:
@@ -119,27 +125,31 @@ def find_artifact(spec: ModelSpec, precision: str) -> tuple[Path, dict]:
 
 
 def ensure_artifact(spec: ModelSpec, precision: str = "fp32", *, build: bool = True) -> tuple[Path, dict]:
-    """Find a verified artifact; build the fp32 one on first use when torch is available.
-
-    INT8 needs the user's calibration photos, so it is never built implicitly.
-    """
+    """Find a verified artifact; build a missing one on first use when the build tools are installed:
+    fp32 by export (torch), INT8 only from the model's shipped calibration table, as other INT8
+    needs the user's calibration photos (`imgcls models quantize`)."""
     try:
         return find_artifact(spec, precision)
     except ModelError as exc:
-        if precision == "int8":
-            if isinstance(exc, ArtifactVerificationError):
-                raise
+        if isinstance(exc, ArtifactVerificationError):
+            raise
+        if precision == "int8" and spec.calibration_table is None:
             raise ModelError(
                 f"No INT8 artifact for {spec.name}. Build one, calibrated on your own photos: "
                 f"imgcls models quantize {spec.name} --calibration DIR"
             ) from None
         if not build or not _torch_available():
+            how = f"imgcls models {'export' if precision == 'fp32' else 'quantize'} {spec.name}"
             raise ModelError(
-                f"{exc.message} Build it with `imgcls models export {spec.name}` "
-                "(needs the export extra: pip install 'imgcls[export]')."
+                f"{exc.message} Build it with `{how}` (needs the export extra: pip install 'imgcls[export]')."
             ) from None
-        log.warning("%s Building the fp32 artifact now (one-off, takes ~30 s).", exc.message)
-        export_fp32(spec)
+        if precision == "int8":
+            log.warning("%s Building it from the model's calibration table now (one-off, ~10 s).", exc.message)
+            ensure_artifact(spec, "fp32")
+            quantize_int8_from_table(spec, spec.calibration_table)
+        else:
+            log.warning("%s Building the fp32 artifact now (one-off, takes ~30 s).", exc.message)
+            export_fp32(spec)
         return find_artifact(spec, precision)
 
 
@@ -165,6 +175,15 @@ def _write_manifest(folder: Path, precision: str, onnx_path: Path, spec: ModelSp
     tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, folder / f"{precision}.json")
     return manifest
+
+
+def write_calibration_table(path: Path, table: dict) -> None:
+    """Write a calibration table: readable JSON, one tensor's range per line."""
+    head = json.dumps({k: v for k, v in table.items() if k != "ranges"}, indent=1)[:-2]
+    ranges = ",\n".join(f"  {json.dumps(name)}: {json.dumps(pair)}" for name, pair in table["ranges"].items())
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(f'{head},\n "ranges": {{\n{ranges}\n }}\n}}\n', encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def synthetic_verification_batch(spec: ModelSpec, count: int = 8, seed: int = 0) -> np.ndarray:
@@ -270,6 +289,7 @@ def quantize_int8(
     reduce_range: bool = True,
     out_dir: Path | None = None,
     draft: bool = True,
+    save_table: Path | None = None,
 ) -> dict:
     """Static INT8 (QDQ, per-channel weights) calibrated on the user's photos, verified against fp32.
 
@@ -285,14 +305,14 @@ def quantize_int8(
         activations, reduce_range: uint8 activations with 7-bit weights by default. On AVX2
             CPUs without VNNI the u8s8 kernels can saturate with full-range weights; measured on
             the dev photos: 98% agreement with reduce_range vs 94% with full-range s8s8.
+        save_table: also write the activation ranges, the options and the verification figures
+            to this JSON file, from which ``quantize_int8_from_table`` rebuilds the same artifact
+            on another machine without the photos.
 
     Raises:
         ArtifactVerificationError: top-1 agreement with fp32 below 95%; nothing is cached.
     """
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    from imgcls.runtimes.onnx import OnnxRuntime
+    from onnxruntime.quantization import CalibrationDataReader
 
     fp32_path, _ = ensure_artifact(spec, "fp32")
     folder = out_dir or fp32_path.parent
@@ -306,30 +326,18 @@ def quantize_int8(
         def get_next(self):
             return next(self._items, None)
 
-    prepared = folder / f".int8-prep.{os.getpid()}.onnx"
-    tmp_path = folder / f".int8.{os.getpid()}.onnx.tmp"
-    quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
-    nodes_to_exclude = _first_last_nodes(prepared) if exclude_first_last else []
-    methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
-               "entropy": CalibrationMethod.Entropy}
-    started = time.perf_counter()
-    quantize_static(
-        str(prepared), str(tmp_path), _Reader(calib_batch),
-        quant_format=QuantFormat.QDQ, per_channel=True,
-        activation_type=QuantType.QInt8 if activations == "int8" else QuantType.QUInt8,
-        weight_type=QuantType.QInt8, reduce_range=reduce_range,
-        calibrate_method=methods[method], nodes_to_exclude=nodes_to_exclude,
-        extra_options={"CalibMovingAverage": False},
-    )
-    quant_seconds = time.perf_counter() - started
-    prepared.unlink(missing_ok=True)
+    options = {"method": method, "exclude_first_last": exclude_first_last, "activations": activations,
+               "reduce_range": reduce_range}
+    ranges_file = folder / f".int8-ranges.{os.getpid()}.json"
+    try:
+        tmp_path, nodes_to_exclude, seconds = _quantize_static(
+            fp32_path, folder, _Reader(calib_batch), ranges_file if save_table else None, **options)
+        ranges = _read_ort_ranges(ranges_file) if save_table else None
+    finally:
+        ranges_file.unlink(missing_ok=True)
 
     verify_batch = calib_batch if not verification else load_images_as_batch(spec, sorted(verification), draft)
-    fp32_rt, int8_rt = OnnxRuntime(fp32_path, threads=2), OnnxRuntime(tmp_path, threads=2)
-    fp32_top1 = np.concatenate([fp32_rt.run(verify_batch[i : i + 16]).argmax(1) for i in range(0, len(verify_batch), 16)])
-    int8_top1 = np.concatenate([int8_rt.run(verify_batch[i : i + 16]).argmax(1) for i in range(0, len(verify_batch), 16)])
-    fp32_rt.close(), int8_rt.close()
-    agreement = float((fp32_top1 == int8_top1).mean())
+    agreement = _top1_agreement(fp32_path, tmp_path, verify_batch)
     result = {
         "method": "INT8 top-1 agreement with the fp32 artifact on the user's verification images",
         "images": int(len(verify_batch)),
@@ -345,14 +353,211 @@ def quantize_int8(
             f"{len(verify_batch)} images (needs {INT8_MIN_AGREEMENT:.0%}). Nothing was installed; "
             "try more or more typical calibration photos, or --method percentile."
         )
+    calibration_record = {"images": int(len(calib_batch)), "method": method, "draft_decoding": bool(draft),
+                          "fp32_first_last_layers": bool(exclude_first_last), "fp32_nodes": nodes_to_exclude}
+    manifest = _install_int8(spec, folder, tmp_path, result, calibration_record, seconds)
+    if save_table is not None:
+        write_calibration_table(Path(save_table), {
+            "format": CALIBRATION_TABLE_FORMAT,
+            "model": spec.name,
+            "weights_sha256": spec.weights_sha256,
+            "calibration": calibration_record,
+            "options": options,
+            "int8_sha256": manifest["sha256"],
+            "verification": {k: v for k, v in result.items() if k != "passed"},
+            "built_with": _quantisation_versions(),
+            "ranges": ranges,
+        })
+    return manifest
+
+
+def quantize_int8_from_table(spec: ModelSpec, table_path: Path, verification: list[Path] | None = None,
+                             *, out_dir: Path | None = None, draft: bool = True) -> dict:
+    """Rebuild an INT8 artifact from a calibration table written by ``quantize_int8(save_table=...)``
+    (or shipped with the model, ``spec.calibration_table``): no calibration photos needed.
+
+    Verification, in order of strength:
+      * ``verification`` photos given: top-1 agreement with fp32 >= 95% on them;
+      * otherwise, when the file built here is byte-identical (SHA-256) to the artifact the table
+        was made with, that artifact's verification on real photos carries over;
+      * otherwise (other onnx / onnxruntime / exporter versions wrote different bytes) the INT8
+        logits must follow the fp32 ones on synthetic images (median cosine >= 0.9). Measured on
+        Lite0: 0.978 with the right table; ranges swapped between tensors give -0.16, ranges 3x
+        too wide 0.78.
+
+    Raises:
+        ModelError: the table is unreadable or belongs to other weights.
+        ArtifactVerificationError: the check fails; nothing is cached.
+    """
+    from onnxruntime.quantization.calibrate import CalibrationMethod, TensorData, TensorsData, save_tensors_data
+
+    table = _read_calibration_table(spec, Path(table_path))
+    fp32_path, _ = ensure_artifact(spec, "fp32")
+    folder = out_dir or fp32_path.parent
+    ranges_file = folder / f".int8-ranges.{os.getpid()}.json"
+    data = {name: TensorData(lowest=np.array([lo], np.float32), highest=np.array([hi], np.float32))
+            for name, (lo, hi) in table["ranges"].items()}
+    save_tensors_data(TensorsData(CalibrationMethod.MinMax, data), ranges_file)
+    try:
+        tmp_path, nodes_to_exclude, seconds = _quantize_static(fp32_path, folder, None, ranges_file, **table["options"])
+    except ModelError:
+        raise
+    except Exception as exc:  # ONNX Runtime's quantiser meets a tensor the table has no range for, and the like
+        (folder / f".int8.{os.getpid()}.onnx.tmp").unlink(missing_ok=True)
+        detail = f"no range for tensor {exc.args[0]!r}" if isinstance(exc, KeyError) and exc.args else repr(exc)[:200]
+        raise ModelError(f"The calibration table {Path(table_path).name} does not fit {spec.name}'s ONNX graph "
+                         f"({detail}). Calibrate on your photos: imgcls models quantize {spec.name} --calibration DIR") from None
+    finally:
+        ranges_file.unlink(missing_ok=True)
+
+    shipped = table["verification"]
+    if verification:
+        batch = load_images_as_batch(spec, sorted(verification), draft)
+        agreement = _top1_agreement(fp32_path, tmp_path, batch)
+        result = {"method": "INT8 (from a calibration table) top-1 agreement with the fp32 artifact on the "
+                            "user's verification images", "images": int(len(batch)),
+                  "verification_source": "separate folder", "top1_agreement": agreement,
+                  "threshold": INT8_MIN_AGREEMENT, "passed": agreement >= INT8_MIN_AGREEMENT}
+        failure = f"agrees with fp32 on only {agreement:.1%} of {len(batch)} images (needs {INT8_MIN_AGREEMENT:.0%})"
+    elif sha256_file(tmp_path) == table["int8_sha256"]:
+        result = {"method": "byte-identical (SHA-256) to the INT8 artifact verified when the calibration table "
+                            "was made: its top-1 agreement with fp32 on the table's verification photos",
+                  **{k: shipped[k] for k in ("images", "verification_source", "top1_agreement", "threshold")
+                     if k in shipped}, "passed": True}
+        if "photos" in table["calibration"]:
+            result["verification_source"] = table["calibration"]["photos"]
+        failure = ""
+    else:
+        cosine = _synthetic_logit_cosine(spec, fp32_path, tmp_path)
+        result = {"method": "INT8 built from a calibration table under other library versions than the table's "
+                            f"({', '.join(f'{k} {v}' for k, v in table.get('built_with', {}).items())}): median "
+                            "cosine of its logits with fp32 on 32 synthetic images; verify on your photos with "
+                            "--verify DIR for the real agreement",
+                  "images": 32, "median_logit_cosine": cosine, "threshold": TABLE_MIN_SYNTHETIC_COSINE,
+                  "passed": cosine >= TABLE_MIN_SYNTHETIC_COSINE}
+        failure = f"follows fp32 on synthetic images with a median logit cosine of only {cosine:.3f} " \
+                  f"(needs {TABLE_MIN_SYNTHETIC_COSINE})"
+        if result["passed"]:
+            log.warning("The INT8 artifact built from %s differs from the one the table was verified with (other "
+                        "library versions); checked against fp32 on synthetic images only (median logit cosine "
+                        "%.3f).", Path(table_path).name, cosine)
+    if not result["passed"]:
+        tmp_path.unlink(missing_ok=True)
+        raise ArtifactVerificationError(
+            f"INT8 artifact for {spec.name} built from the calibration table {Path(table_path).name} {failure}. "
+            f"Nothing was installed; calibrate on your photos: imgcls models quantize {spec.name} --calibration DIR"
+        )
+    calibration_record = {**table["calibration"], "fp32_nodes": nodes_to_exclude,
+                          "table": {"file": Path(table_path).name, "sha256": sha256_file(Path(table_path))}}
+    return _install_int8(spec, folder, tmp_path, result, calibration_record, seconds)
+
+
+def _quantize_static(fp32_path: Path, folder: Path, reader, ranges_file: Path | None, *, method: str,
+                     exclude_first_last: bool, activations: str, reduce_range: bool) -> tuple[Path, list[str], float]:
+    """ONNX Runtime's static QDQ quantisation of ``fp32_path`` into a temporary file in ``folder``.
+
+    With a ``reader`` it calibrates on the reader's images (and, given ``ranges_file``, keeps the
+    ranges there); without one it takes the ranges from ``ranges_file``. Returns (temporary
+    file, nodes kept fp32, seconds)."""
+    import inspect
+
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if ranges_file is not None and "calibration_cache_path" not in inspect.signature(quantize_static).parameters:
+        raise ModelError("Calibration tables need onnxruntime >= 1.32 (pip install -U onnxruntime).")
+    prepared = folder / f".int8-prep.{os.getpid()}.onnx"
+    tmp_path = folder / f".int8.{os.getpid()}.onnx.tmp"
+    quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+    nodes_to_exclude = _first_last_nodes(prepared) if exclude_first_last else []
+    methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+               "entropy": CalibrationMethod.Entropy}
+    cache = {} if ranges_file is None else {"calibration_cache_path": str(ranges_file)}
+    started = time.perf_counter()
+    try:
+        quantize_static(
+            str(prepared), str(tmp_path), reader,
+            quant_format=QuantFormat.QDQ, per_channel=True,
+            activation_type=QuantType.QInt8 if activations == "int8" else QuantType.QUInt8,
+            weight_type=QuantType.QInt8, reduce_range=reduce_range,
+            # A table's ranges are min/max pairs whatever method found them.
+            calibrate_method=methods[method] if reader is not None else CalibrationMethod.MinMax,
+            nodes_to_exclude=nodes_to_exclude, extra_options={"CalibMovingAverage": False}, **cache,
+        )
+    finally:
+        prepared.unlink(missing_ok=True)
+    return tmp_path, nodes_to_exclude, time.perf_counter() - started
+
+
+def _read_ort_ranges(ranges_file: Path) -> dict[str, list[float]]:
+    """ONNX Runtime's calibration cache -> {tensor: [low, high]} (float32 values, exact in JSON)."""
+    from onnxruntime.quantization.calibrate import load_tensors_data
+
+    data = load_tensors_data(ranges_file).data
+    return {name: [float(np.asarray(td.range_value[0]).reshape(-1)[0]), float(np.asarray(td.range_value[1]).reshape(-1)[0])]
+            for name, td in sorted(data.items())}
+
+
+def _read_calibration_table(spec: ModelSpec, path: Path) -> dict:
+    try:
+        table = json.loads(path.read_text(encoding="utf-8"))
+        ok = (table.get("format") == CALIBRATION_TABLE_FORMAT and isinstance(table.get("ranges"), dict)
+              and all(isinstance(v, list) and len(v) == 2 for v in table["ranges"].values())
+              and isinstance(table.get("options"), dict) and isinstance(table.get("int8_sha256"), str))
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        ok = False
+    if not ok:
+        raise ModelError(f"{path} is not an imgcls calibration table (write one with "
+                         "`imgcls models quantize MODEL --calibration DIR --save-table FILE`).")
+    if table.get("weights_sha256") != spec.weights_sha256:
+        raise ModelError(f"The calibration table {path.name} was made for other weights "
+                         f"({table.get('model')}, {str(table.get('weights_sha256'))[:12]}), not {spec.name}'s.")
+    return table
+
+
+def _top1_agreement(fp32_path: Path, int8_path: Path, batch: np.ndarray) -> float:
+    from imgcls.runtimes.onnx import OnnxRuntime
+
+    fp32_rt, int8_rt = OnnxRuntime(fp32_path, threads=2), OnnxRuntime(int8_path, threads=2)
+    try:
+        fp32_top1 = np.concatenate([fp32_rt.run(batch[i : i + 16]).argmax(1) for i in range(0, len(batch), 16)])
+        int8_top1 = np.concatenate([int8_rt.run(batch[i : i + 16]).argmax(1) for i in range(0, len(batch), 16)])
+    finally:
+        fp32_rt.close(), int8_rt.close()
+    return float((fp32_top1 == int8_top1).mean())
+
+
+def _synthetic_logit_cosine(spec: ModelSpec, fp32_path: Path, int8_path: Path) -> float:
+    from imgcls.runtimes.onnx import OnnxRuntime
+
+    batch = synthetic_verification_batch(spec, count=32)
+    fp32_rt, int8_rt = OnnxRuntime(fp32_path, threads=2), OnnxRuntime(int8_path, threads=2)
+    try:
+        a, b = fp32_rt.run(batch), int8_rt.run(batch)
+    finally:
+        fp32_rt.close(), int8_rt.close()
+    cosine = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
+    return round(float(np.median(cosine)), 4)
+
+
+def _quantisation_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for package in ("onnxruntime", "onnx", "torch", "onnxscript"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            pass
+    return found
+
+
+def _install_int8(spec: ModelSpec, folder: Path, tmp_path: Path, verification: dict, calibration: dict,
+                  seconds: float) -> dict:
     final = folder / "int8.onnx"
     os.replace(tmp_path, final)
-    return _write_manifest(folder, "int8", final, spec, {
-        "verification": result,
-        "calibration": {"images": int(len(calib_batch)), "method": method, "draft_decoding": bool(draft),
-                        "fp32_first_last_layers": bool(exclude_first_last), "fp32_nodes": nodes_to_exclude},
-        "quantize_seconds": round(quant_seconds, 1),
-    })
+    return _write_manifest(folder, "int8", final, spec, {"verification": verification, "calibration": calibration,
+                                                         "quantize_seconds": round(seconds, 1)})
 
 
 def _first_last_nodes(onnx_path: Path) -> list[str]:

@@ -120,16 +120,6 @@ def test_predict_directory_recursive_glob_and_chinese(lite0_fp32, dev_dir, tmp_p
     assert globbed.returncode == 0 and len(json.loads(globbed.stdout)) == 1
 
 
-def test_int8_without_artifact_explains_how_to_build_it(tmp_path, dev_dir):
-    import os
-
-    env = {**os.environ, "IMGCLS_HOME": str(tmp_path / "empty-home")}
-    result = subprocess.run([*IMGCLS, "predict", dev_dir / "n01440764_tench.JPEG", "--precision", "int8"],
-                            capture_output=True, text=True, env=env, timeout=300)
-    assert result.returncode == 3
-    assert "imgcls models quantize" in result.stderr and "Traceback" not in result.stderr
-
-
 def test_eval_reports_top1_top5(lite0_fp32, dev_dir, tmp_path, dev_labels):
     subset = dict(sorted(dev_labels.items())[:20])
     labels = tmp_path / "labels.csv"

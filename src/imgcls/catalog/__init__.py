@@ -15,7 +15,10 @@ from imgcls.catalog.store import find_weights, store_home, weights_status
 from imgcls.errors import UnknownModelError
 from imgcls.labels import imagenet_labels
 
-__all__ = ["ModelSpec", "resolve_model", "default_model_name", "list_models", "CATALOG", "ModelEntry"]
+# Calibration tables of catalogue models, made with `imgcls models quantize --save-table`.
+CALIBRATION_TABLES = Path(__file__).parent / "calibration"
+
+__all__ = ["ModelSpec", "resolve_model", "default_model_name", "list_models", "CATALOG", "CALIBRATION_TABLES", "ModelEntry"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,9 @@ class ModelSpec:
     bundle_dir: Path | None = None
     labels_en: tuple[str, ...] = field(default=(), repr=False)
     labels_zh: tuple[str, ...] | None = field(default=None, repr=False)
+    # INT8 activation ranges shipped with the model (imgcls.artifacts.quantize_int8_from_table):
+    # an INT8 artifact can then be built without calibration photos.
+    calibration_table: Path | None = None
 
     def label_language(self, lang: str) -> str:
         """The language answers in ``lang`` actually use: English when the model has no such names."""
@@ -65,6 +71,7 @@ def _from_entry(entry: ModelEntry) -> ModelSpec:
         entry=entry,
         labels_en=imagenet_labels("en"),
         labels_zh=imagenet_labels("zh"),
+        calibration_table=_existing(CALIBRATION_TABLES / f"{entry.name}.json"),
     )
 
 
@@ -82,7 +89,12 @@ def _from_bundle(folder: Path) -> ModelSpec:
         bundle_dir=folder.resolve(),
         labels_en=tuple(config["class_names"]),
         labels_zh=tuple(zh) if zh else None,
+        calibration_table=_existing(folder.resolve() / "calibration.json"),
     )
+
+
+def _existing(path: Path) -> Path | None:
+    return path if path.is_file() else None
 
 
 def resolve_model(name_or_path: str | Path) -> ModelSpec:

@@ -125,20 +125,30 @@ def export_command(
 @app.command("quantize")
 def quantize_command(
     model: str = typer.Argument(..., help="Catalogue name, imported bundle or bundle folder."),
-    calibration: Path = typer.Option(..., "--calibration", exists=True, file_okay=False, help="Folder of your own photos to calibrate activation ranges (100+ recommended)."),
+    calibration: Optional[Path] = typer.Option(None, "--calibration", exists=True, file_okay=False, help="Folder of your own photos to calibrate activation ranges (100+ recommended)."),
     verify: Optional[Path] = typer.Option(None, "--verify", exists=True, file_okay=False, help="Separate folder for the INT8-vs-fp32 agreement check (default: the calibration photos)."),
     method: str = typer.Option("minmax", "--method", help="Calibration: minmax, percentile or entropy."),
     max_images: int = typer.Option(300, "--max-images", min=1, help="Use at most this many calibration photos."),
     keep_first_last_fp32: bool = typer.Option(True, "--keep-first-last-fp32/--quantize-all", help="Keep the stem conv and classifier in fp32."),
     draft: bool = typer.Option(True, "--draft/--no-draft", envvar="IMGCLS_DRAFT", help="Decode large calibration JPEGs at reduced scale, as `serve` does by default; --no-draft for a --no-draft server."),
+    save_table: Optional[Path] = typer.Option(None, "--save-table", dir_okay=False, help="Also write the calibrated ranges to this file: `--table FILE` rebuilds the same artifact elsewhere without the photos."),
+    table: Optional[Path] = typer.Option(None, "--table", exists=True, dir_okay=False, help="Build from a calibration table instead of photos (default without --calibration: the model's own table, if it ships one)."),
 ) -> None:
-    """Build a static INT8 (QDQ, per-channel) artifact calibrated on your photos; verify vs fp32."""
-    from imgcls.artifacts import quantize_int8
+    """Build a static INT8 (QDQ, per-channel) artifact calibrated on your photos (or from a calibration
+    table); verify vs fp32."""
+    from imgcls.artifacts import quantize_int8, quantize_int8_from_table
     from imgcls.catalog import resolve_model
 
     if method not in ("minmax", "percentile", "entropy"):
         fail("--method must be minmax, percentile or entropy.")
+    if calibration is not None and table is not None:
+        fail("Give either --calibration DIR (photos) or --table FILE, not both.")
+    if save_table is not None and calibration is None:
+        fail("--save-table needs --calibration DIR: the table holds the ranges calibrated on those photos.")
     spec = resolve_model(model)
+    table = table or (spec.calibration_table if calibration is None else None)
+    if calibration is None and table is None:
+        fail(f"{spec.name} ships no calibration table: give --calibration DIR (100+ of your own photos).")
 
     def images(folder: Path) -> list[Path]:
         found = image_files(folder)
@@ -146,10 +156,18 @@ def quantize_command(
             fail(f"No images found in {folder}.")
         return found
 
-    with console_err.status(f"Calibrating and quantising {spec.name}..."):
-        manifest = quantize_int8(spec, images(calibration), images(verify) if verify else None, method=method,
-                                 max_calibration=max_images, exclude_first_last=keep_first_last_fp32, draft=draft)
+    if calibration is None:
+        with console_err.status(f"Quantising {spec.name} from the calibration table {table.name}..."):
+            manifest = quantize_int8_from_table(spec, table, images(verify) if verify else None, draft=draft)
+    else:
+        with console_err.status(f"Calibrating and quantising {spec.name}..."):
+            manifest = quantize_int8(spec, images(calibration), images(verify) if verify else None, method=method,
+                                     max_calibration=max_images, exclude_first_last=keep_first_last_fp32, draft=draft,
+                                     save_table=save_table)
     _print_manifest(manifest, None)
+    if save_table is not None:
+        console_err.print(f"Calibration table written to {escape(str(save_table))}: "
+                          f"`imgcls models quantize {escape(model)} --table {escape(str(save_table))}` rebuilds this artifact.")
 
 
 @app.command("verify-openvino")
