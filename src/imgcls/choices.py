@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from enum import Enum
 
-__all__ = ["Precision", "Lang", "RuntimeName"]
+__all__ = ["Precision", "ServePrecision", "Lang", "RuntimeName"]
 
 
 class Precision(str, Enum):
     """Which verified ONNX artifact answers: fp32, or INT8 after `imgcls models quantize`."""
 
+    fp32 = "fp32"
+    int8 = "int8"
+
+
+class ServePrecision(str, Enum):
+    """A server's default precision: auto picks INT8 where the model has it (or ships its calibration)."""
+
+    auto = "auto"
     fp32 = "fp32"
     int8 = "int8"
 

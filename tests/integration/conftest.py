@@ -21,9 +21,10 @@ def start_server(tmp_path_factory, lite0_fp32, lite0_int8):
 
 @pytest.fixture(scope="session")
 def server(start_server):
-    """The shared server: efficientnet_lite0 (fp32 default, int8 also served), a 5 MB upload cap
-    so size tests stay cheap, and a short body deadline for the slow-client test."""
-    return start_server(["--model", "efficientnet_lite0", "--max-upload-mb", "5", "--body-timeout", "3",
+    """The shared server: efficientnet_lite0 (fp32 default, chosen explicitly: `auto` would pick the
+    INT8 the store holds; int8 also served), a 5 MB upload cap so size tests stay cheap, and a short
+    body deadline for the slow-client test."""
+    return start_server(["--model", "efficientnet_lite0", "--precision", "fp32", "--max-upload-mb", "5", "--body-timeout", "3",
                          "--max-wait-ms", "5"])
 
 @pytest.fixture(scope="session")

@@ -25,9 +25,11 @@ from server_helpers import ROOT, ServerProcess, free_port  # noqa: E402,F401  (s
 
 CLASSIFY = "/api/v1/classify"
 # The catalogue server: the embedded model at the default 20 MB cap, a short body/header deadline
-# so the slow-client cases take seconds, not minutes.
+# so the slow-client cases take seconds, not minutes; fp32, as the answers re-encoded photos must
+# match are the fp32 engine's (`auto` would serve the INT8 the test store holds).
 BODY_TIMEOUT_S = 4.0
-CATALOGUE_ARGS = ["--model", "efficientnet_lite0", "--body-timeout", str(BODY_TIMEOUT_S), "--max-wait-ms", "2"]
+CATALOGUE_ARGS = ["--model", "efficientnet_lite0", "--precision", "fp32", "--body-timeout", str(BODY_TIMEOUT_S),
+                  "--max-wait-ms", "2"]
 
 
 @dataclass

@@ -226,7 +226,8 @@ def test_unreadable_manifest_is_rebuilt_not_trusted(store_copy, start_rel_server
     fp32_manifest = _artifact(store_copy, "fp32.json")
     fp32_manifest.write_text(content)
     _truncate(_artifact(store_copy, "fp32.onnx"))  # what the broken manifest pointed at is broken too
-    server = start_rel_server(["--model", "efficientnet_lite0"], env={"IMGCLS_HOME": str(store_copy)}, wait=None)
+    server = start_rel_server(["--model", "efficientnet_lite0", "--precision", "fp32"], env={"IMGCLS_HOME": str(store_copy)},
+                              wait=None)
     server.wait_ready(timeout=600)  # the one-off fp32 export (torch, in a subprocess) runs first
     with httpx.Client(base_url=server.url, timeout=60) as client:
         answer = client.post(CLASSIFY, files={"file": ("a.jpg", photo_bytes[0])})

@@ -96,7 +96,7 @@ class Limits(BaseModel):
 
 class ModelsResponse(BaseModel):
     default: str
-    default_precision: str
+    default_precision: str = Field(description="The default model's default precision (each model's is in models)")
     ready: bool
     models: list[ModelInfo]
     limits: Limits
@@ -240,7 +240,8 @@ async def models(request: Request):
     state = _state(request)
     return JSONResponse({
         "default": state.registry.default_name,
-        "default_precision": state.config.precision,
+        # The default model's: with --precision auto each model has its own (see "models").
+        "default_precision": state.registry.slots[state.registry.default_name].default_precision,
         "ready": state.lifecycle.ready,
         "models": state.registry.describe(state.lifecycle.ready),
         "limits": state.limits(),

@@ -27,7 +27,7 @@ from imgcls.server.config import ServerConfig, resolve_models
 from imgcls.server.observability import configure_logging
 from imgcls.server.security import Lifecycle
 
-__all__ = ["run_server", "ImgclsServer", "build_fp32_in_subprocess", "EXIT_MODEL_FAILED"]
+__all__ = ["run_server", "ImgclsServer", "build_in_subprocess", "EXIT_MODEL_FAILED"]
 
 log = logging.getLogger("imgcls.server")
 EXIT_MODEL_FAILED = 3
@@ -81,17 +81,23 @@ class ImgclsServer(uvicorn.Server):
             print(f"imgcls is ready: {self.url}", flush=True)
 
 
-def build_fp32_in_subprocess(spec: ModelSpec, reference: str) -> None:
-    """Export a missing fp32 artifact in a child process, so the server never imports torch."""
+def build_in_subprocess(spec: ModelSpec, reference: str, precision: str) -> None:
+    """Build a missing artifact in a child process, so the server never imports torch or the
+    quantiser: fp32 by export, INT8 from the model's calibration table."""
     if importlib.util.find_spec("torch") is None:
         raise ModelError(
-            f"No fp32 ONNX artifact for {spec.name}, and PyTorch is not installed to build it. Install the "
-            f"export extra (pip install 'imgcls[export]') and run `imgcls models export {reference}`."
+            f"No {precision} ONNX artifact for {spec.name}, and PyTorch is not installed to build it. Install the "
+            f"export extra (pip install 'imgcls[export]') and run "
+            f"`imgcls models {'export' if precision == 'fp32' else 'quantize'} {reference}`."
         )
-    print(f"Building the fp32 ONNX artifact for {spec.name} (one-off, about a minute)...", file=sys.stderr, flush=True)
-    done = subprocess.run([sys.executable, "-m", "imgcls", "models", "export", reference], check=False)
+    if precision == "fp32":
+        what, command = "the fp32 ONNX artifact", ["export", reference]
+    else:
+        what, command = "the INT8 artifact from the model's calibration table", ["quantize", reference]
+    print(f"Building {what} for {spec.name} (one-off, up to a minute)...", file=sys.stderr, flush=True)
+    done = subprocess.run([sys.executable, "-m", "imgcls", "models", *command], check=False)
     if done.returncode != 0:
-        raise ModelError(f"Building the fp32 artifact for {spec.name} failed (see the messages above).")
+        raise ModelError(f"Building {what} for {spec.name} failed (see the messages above).")
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -153,13 +159,13 @@ def ensure_open_file_limit(needed: int) -> int:
 
 
 def run_server(config: ServerConfig) -> int:
-    """Resolve models (building a missing fp32 artifact out of process), bind, serve until
+    """Resolve models (building a missing artifact out of process), bind, serve until
     signalled. Returns the process exit code. Raises ImgclsError / OSError with one-line
     messages for problems found before serving."""
     config.validate()
     configure_logging(config.log_level)
     ensure_open_file_limit(config.max_connections + FILES_BESIDES_CONNECTIONS)
-    slots = resolve_models(config, build_missing=build_fp32_in_subprocess)
+    slots = resolve_models(config, build_missing=build_in_subprocess)
     app = create_app(config, slots=slots)
     state = app.state.imgcls
     sock = _bind(config.host, config.port)
