@@ -145,8 +145,7 @@ def ensure_artifact(spec: ModelSpec, precision: str = "fp32", *, build: bool = T
             ) from None
         if precision == "int8":
             log.warning("%s Building it from the model's calibration table now (one-off, ~10 s).", exc.message)
-            ensure_artifact(spec, "fp32")
-            quantize_int8_from_table(spec, spec.calibration_table)
+            quantize_int8_from_table(spec, spec.calibration_table)  # exports the fp32 first if need be
         else:
             log.warning("%s Building the fp32 artifact now (one-off, takes ~30 s).", exc.message)
             export_fp32(spec)
@@ -337,19 +336,11 @@ def quantize_int8(
         ranges_file.unlink(missing_ok=True)
 
     verify_batch = calib_batch if not verification else load_images_as_batch(spec, sorted(verification), draft)
-    agreement = _top1_agreement(fp32_path, tmp_path, verify_batch)
-    result = {
-        "method": "INT8 top-1 agreement with the fp32 artifact on the user's verification images",
-        "images": int(len(verify_batch)),
-        "verification_source": "separate folder" if verification else "calibration folder",
-        "top1_agreement": agreement,
-        "threshold": INT8_MIN_AGREEMENT,
-        "passed": agreement >= INT8_MIN_AGREEMENT,
-    }
+    result = _agreement_check(fp32_path, tmp_path, verify_batch, "separate folder" if verification else "calibration folder")
     if not result["passed"]:
         tmp_path.unlink(missing_ok=True)
         raise ArtifactVerificationError(
-            f"INT8 artifact for {spec.name} agrees with fp32 on only {agreement:.1%} of "
+            f"INT8 artifact for {spec.name} agrees with fp32 on only {result['top1_agreement']:.1%} of "
             f"{len(verify_batch)} images (needs {INT8_MIN_AGREEMENT:.0%}). Nothing was installed; "
             "try more or more typical calibration photos, or --method percentile."
         )
@@ -412,13 +403,10 @@ def quantize_int8_from_table(spec: ModelSpec, table_path: Path, verification: li
 
     shipped = table["verification"]
     if verification:
-        batch = load_images_as_batch(spec, sorted(verification), draft)
-        agreement = _top1_agreement(fp32_path, tmp_path, batch)
-        result = {"method": "INT8 (from a calibration table) top-1 agreement with the fp32 artifact on the "
-                            "user's verification images", "images": int(len(batch)),
-                  "verification_source": "separate folder", "top1_agreement": agreement,
-                  "threshold": INT8_MIN_AGREEMENT, "passed": agreement >= INT8_MIN_AGREEMENT}
-        failure = f"agrees with fp32 on only {agreement:.1%} of {len(batch)} images (needs {INT8_MIN_AGREEMENT:.0%})"
+        result = _agreement_check(fp32_path, tmp_path, load_images_as_batch(spec, sorted(verification), draft),
+                                  "separate folder")
+        failure = (f"agrees with fp32 on only {result['top1_agreement']:.1%} of {result['images']} images "
+                   f"(needs {INT8_MIN_AGREEMENT:.0%})")
     elif sha256_file(tmp_path) == table["int8_sha256"]:
         result = {"method": "byte-identical (SHA-256) to the INT8 artifact verified when the calibration table "
                             "was made: its top-1 agreement with fp32 on the table's verification photos",
@@ -515,36 +503,39 @@ def _read_calibration_table(spec: ModelSpec, path: Path) -> dict:
     return table
 
 
-def _top1_agreement(fp32_path: Path, int8_path: Path, batch: np.ndarray) -> float:
-    from imgcls.runtimes.onnx import OnnxRuntime
-
-    fp32_rt, int8_rt = OnnxRuntime(fp32_path, threads=2), OnnxRuntime(int8_path, threads=2)
-    try:
-        fp32_top1 = np.concatenate([fp32_rt.run(batch[i : i + 16]).argmax(1) for i in range(0, len(batch), 16)])
-        int8_top1 = np.concatenate([int8_rt.run(batch[i : i + 16]).argmax(1) for i in range(0, len(batch), 16)])
-    finally:
-        fp32_rt.close(), int8_rt.close()
-    return float((fp32_top1 == int8_top1).mean())
+def _agreement_check(fp32_path: Path, int8_path: Path, batch: np.ndarray, source: str) -> dict:
+    """The INT8 verification record: top-1 agreement with fp32 on real photos."""
+    fp32_logits, int8_logits = _both_logits(fp32_path, int8_path, batch)
+    agreement = float((fp32_logits.argmax(1) == int8_logits.argmax(1)).mean())
+    return {"method": "INT8 top-1 agreement with the fp32 artifact on the user's verification images",
+            "images": int(len(batch)), "verification_source": source, "top1_agreement": agreement,
+            "threshold": INT8_MIN_AGREEMENT, "passed": agreement >= INT8_MIN_AGREEMENT}
 
 
 def _synthetic_logit_cosine(spec: ModelSpec, fp32_path: Path, int8_path: Path) -> float:
+    fp32_logits, int8_logits = _both_logits(fp32_path, int8_path, synthetic_verification_batch(spec, count=32))
+    cosine = (fp32_logits * int8_logits).sum(1) / (
+        np.linalg.norm(fp32_logits, axis=1) * np.linalg.norm(int8_logits, axis=1) + 1e-12)
+    return round(float(np.median(cosine)), 4)
+
+
+def _both_logits(fp32_path: Path, int8_path: Path, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both artifacts' logits for ``batch``, 16 images per call."""
     from imgcls.runtimes.onnx import OnnxRuntime
 
-    batch = synthetic_verification_batch(spec, count=32)
-    fp32_rt, int8_rt = OnnxRuntime(fp32_path, threads=2), OnnxRuntime(int8_path, threads=2)
+    runtimes = OnnxRuntime(fp32_path, threads=2), OnnxRuntime(int8_path, threads=2)
     try:
-        a, b = fp32_rt.run(batch), int8_rt.run(batch)
+        return tuple(np.concatenate([rt.run(batch[i : i + 16]) for i in range(0, len(batch), 16)]) for rt in runtimes)
     finally:
-        fp32_rt.close(), int8_rt.close()
-    cosine = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
-    return round(float(np.median(cosine)), 4)
+        for rt in runtimes:
+            rt.close()
 
 
 def _quantisation_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     found = {}
-    for package in ("onnxruntime", "onnx", "torch", "onnxscript"):
+    for package in ("onnxruntime", "onnx", "torch", "onnxscript", "onnx-ir"):
         try:
             found[package] = version(package)
         except PackageNotFoundError:
