@@ -4,7 +4,7 @@
 
 Calibrates on the even-numbered dev photos, verifies on the odd-numbered ones (the split the
 benchmark and the tests use), and writes src/imgcls/catalog/calibration/efficientnet_lite0.json
-with the INT8 artifact's SHA-256 and the library versions that made it. Run it after raising
+with the digest of the INT8 artifact (graph and weights) and the library versions that made it. Run it after raising
 onnxruntime / onnx / onnxscript in constraints.txt, and commit the table with the new pins.
 """
 
@@ -30,5 +30,5 @@ table["calibration"]["photos"] = (
     f"ImageNet validation photos: the {len(photos[::2])} even-numbered files of the shared dev set "
     f"(../shared/data/imagenet-samples/dev, one photo per class); verified on the {len(photos[1::2])} odd-numbered ones")
 write_calibration_table(table_path, table)
-print(f"{table_path}: {len(table['ranges'])} ranges, INT8 {manifest['sha256'][:12]}, "
+print(f"{table_path}: {len(table['ranges'])} ranges, INT8 graph {table['int8_graph_sha256'][:12]}, "
       f"top-1 agreement {manifest['verification']['top1_agreement']:.1%} on the held-out photos")

@@ -5,8 +5,8 @@ Every artifact is verified before it may serve, and the figures are kept next to
 * fp32: max |logit difference| against PyTorch <= 1e-3 and identical top-1 on a verification
   batch run at batch sizes 1 and N (a legacy exporter once produced a silently wrong graph).
 * int8: top-1 agreement with fp32 >= 95% on the user's verification images; or, built from a
-  calibration table (the embedded model ships one), byte-identity with the artifact the table
-  was verified with (see ``quantize_int8_from_table``).
+  calibration table (the embedded model ships one), the same graph and weights as the artifact
+  the table was verified with (see ``quantize_int8_from_table``).
 
 Artifacts are cached under ``$IMGCLS_HOME/artifacts/<model>-<weights sha>-<exporter version>/``
 (or shipped inside a bundle's ``onnx/`` folder) with a manifest holding each file's SHA-256, so
@@ -41,6 +41,7 @@ __all__ = [
     "quantize_int8",
     "quantize_int8_from_table",
     "write_calibration_table",
+    "graph_digest",
     "read_manifest",
 ]
 
@@ -354,7 +355,7 @@ def quantize_int8(
             "weights_sha256": spec.weights_sha256,
             "calibration": calibration_record,
             "options": options,
-            "int8_sha256": manifest["sha256"],
+            "int8_graph_sha256": graph_digest(folder / "int8.onnx"),
             "verification": {k: v for k, v in result.items() if k != "passed"},
             "built_with": _quantisation_versions(),
             "ranges": ranges,
@@ -369,9 +370,9 @@ def quantize_int8_from_table(spec: ModelSpec, table_path: Path, verification: li
 
     Verification, in order of strength:
       * ``verification`` photos given: top-1 agreement with fp32 >= 95% on them;
-      * otherwise, when the file built here is byte-identical (SHA-256) to the artifact the table
-        was made with, that artifact's verification on real photos carries over;
-      * otherwise (other onnx / onnxruntime / exporter versions wrote different bytes) the INT8
+      * otherwise, when the artifact built here has the same graph and weights (``graph_digest``)
+        as the one the table was made with, that artifact's verification on real photos carries over;
+      * otherwise (other onnx / onnxruntime / exporter versions built another graph) the INT8
         logits must follow the fp32 ones on synthetic images (median cosine >= 0.9). Measured on
         Lite0: 0.978 with the right table; ranges swapped between tensors give -0.16, ranges 3x
         too wide 0.78.
@@ -407,9 +408,9 @@ def quantize_int8_from_table(spec: ModelSpec, table_path: Path, verification: li
                                   "separate folder")
         failure = (f"agrees with fp32 on only {result['top1_agreement']:.1%} of {result['images']} images "
                    f"(needs {INT8_MIN_AGREEMENT:.0%})")
-    elif sha256_file(tmp_path) == table["int8_sha256"]:
-        result = {"method": "byte-identical (SHA-256) to the INT8 artifact verified when the calibration table "
-                            "was made: its top-1 agreement with fp32 on the table's verification photos",
+    elif graph_digest(tmp_path) == table["int8_graph_sha256"]:
+        result = {"method": "the same graph and weights (graph SHA-256) as the INT8 artifact verified when the "
+                            "calibration table was made: its top-1 agreement with fp32 on the table's verification photos",
                   **{k: shipped[k] for k in ("images", "verification_source", "top1_agreement", "threshold")
                      if k in shipped}, "passed": True}
         if "photos" in table["calibration"]:
@@ -477,6 +478,23 @@ def _quantize_static(fp32_path: Path, folder: Path, reader, ranges_file: Path | 
     return tmp_path, nodes_to_exclude, time.perf_counter() - started
 
 
+def graph_digest(onnx_path: Path) -> str:
+    """SHA-256 of an ONNX model without its nodes' metadata and doc strings. The torch exporter
+    records each node's Python stack trace, with the absolute paths of the checkout and its venv,
+    and the quantiser carries them over: two checkouts build the same graph and weights with
+    different bytes (measured: /work/main vs a clone elsewhere, every node differed in that
+    metadata only)."""
+    import hashlib
+
+    import onnx
+
+    model = onnx.load(str(onnx_path))
+    for node in model.graph.node:
+        del node.metadata_props[:]
+        node.doc_string = ""
+    return hashlib.sha256(model.SerializeToString()).hexdigest()
+
+
 def _read_ort_ranges(ranges_file: Path) -> dict[str, list[float]]:
     """ONNX Runtime's calibration cache -> {tensor: [low, high]} (float32 values, exact in JSON)."""
     from onnxruntime.quantization.calibrate import load_tensors_data
@@ -491,7 +509,7 @@ def _read_calibration_table(spec: ModelSpec, path: Path) -> dict:
         table = json.loads(path.read_text(encoding="utf-8"))
         ok = (table.get("format") == CALIBRATION_TABLE_FORMAT and isinstance(table.get("ranges"), dict)
               and all(isinstance(v, list) and len(v) == 2 for v in table["ranges"].values())
-              and isinstance(table.get("options"), dict) and isinstance(table.get("int8_sha256"), str))
+              and isinstance(table.get("options"), dict) and isinstance(table.get("int8_graph_sha256"), str))
     except (OSError, UnicodeDecodeError, ValueError, AttributeError):
         ok = False
     if not ok:
