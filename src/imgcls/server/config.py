@@ -22,9 +22,9 @@ from imgcls.preprocess import DEFAULT_MAX_PIXELS
 
 __all__ = ["ServerConfig", "ModelSlot", "resolve_models", "is_loopback_host", "LOOPBACK_NAMES"]
 
-LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
-
 log = logging.getLogger("imgcls.server")
+
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 MAX_TOP_K = 50
 
 
