@@ -57,3 +57,24 @@ def test_auto_does_not_try_int8_for_a_model_without_a_table(tmp_path, monkeypatc
     with pytest.raises(ModelError, match="Building failed"):
         resolve_models(ServerConfig(models=["resnet18"]), build_missing=failing_build)
     assert asked == ["fp32"]
+
+
+def test_a_bundle_with_a_calibration_table_gets_its_int8_built_at_start(lite0_fp32, tmp_path):
+    """A bundle folder with calibration.json beside config.json: the server's build step makes its
+    INT8 (in the subprocess, as on a real start) into the bundle's onnx/ folder and serves it."""
+    import json
+
+    from server_helpers import make_bundle
+
+    from imgcls.catalog import resolve_model
+    from imgcls.server.runner import build_in_subprocess
+
+    bundle = make_bundle(tmp_path, lite0_fp32, name="calibrated-bundle")
+    table = json.loads(resolve_model("efficientnet_lite0").calibration_table.read_text())
+    weights_sha = json.loads((bundle / "config.json").read_text())["weights"]["sha256"]
+    (bundle / "calibration.json").write_text(json.dumps({**table, "model": "calibrated-bundle",
+                                                         "weights_sha256": weights_sha}))
+    (slot,) = resolve_models(ServerConfig(models=[str(bundle)]), build_missing=build_in_subprocess)
+    assert slot.default_precision == "int8" and set(slot.artifacts) == {"fp32", "int8"}
+    assert slot.artifacts["int8"][0] == bundle / "onnx" / "int8.onnx"
+    assert slot.artifacts["int8"][1]["calibration"]["table"]["file"] == "calibration.json"
