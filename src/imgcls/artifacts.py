@@ -539,11 +539,12 @@ def _synthetic_logit_cosine(spec: ModelSpec, fp32_path: Path, int8_path: Path) -
 
 def _both_logits(fp32_path: Path, int8_path: Path, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Both artifacts' logits for ``batch``, 16 images per call."""
+    from imgcls.runtimes import run_in_chunks
     from imgcls.runtimes.onnx import OnnxRuntime
 
     runtimes = OnnxRuntime(fp32_path, threads=2), OnnxRuntime(int8_path, threads=2)
     try:
-        return tuple(np.concatenate([rt.run(batch[i : i + 16]) for i in range(0, len(batch), 16)]) for rt in runtimes)
+        return tuple(run_in_chunks(rt, batch) for rt in runtimes)
     finally:
         for rt in runtimes:
             rt.close()

@@ -29,6 +29,7 @@ import numpy as np
 
 from imgcls.bench.data import BenchModel
 from imgcls.bench.http_bench import HttpPlan, run_imgcls_http
+from imgcls.runtimes import run_in_chunks
 
 __all__ = ["SERVER_VARIANTS", "run_server_variants", "measure_spinning", "measure_draft_large", "measure_torch_rss"]
 
@@ -137,7 +138,7 @@ def measure_draft_large(model: BenchModel, photos: list[tuple[str, bytes]], labe
             start = time.process_time()
             arrays = np.stack([preprocess(decode_image(b, draft_size=draft_size).image, pp) for b in large])
             cost[mode] = (time.process_time() - start) * 1000 / len(large)
-            answers[mode] = np.concatenate([runtime.run(arrays[i:i + 16]).argmax(1) for i in range(0, len(arrays), 16)])
+            answers[mode] = run_in_chunks(runtime, arrays).argmax(1)
         labelled = truth >= 0
         row = {"photos": len(large), "shorter_side": side, "mean_kb": round(sum(map(len, large)) / len(large) / 1024),
                "full_ms": round(cost["full"], 2), "draft_ms": round(cost["draft"], 2),

@@ -10,7 +10,7 @@ from typing import Protocol
 
 import numpy as np
 
-__all__ = ["Runtime", "default_threads", "cpu_name"]
+__all__ = ["Runtime", "run_in_chunks", "default_threads", "cpu_name"]
 
 
 class Runtime(Protocol):
@@ -24,6 +24,12 @@ class Runtime(Protocol):
         model's CPU cost per call from that thread's CPU clock)."""
 
     def close(self) -> None: ...
+
+
+def run_in_chunks(runtime: Runtime, batch: np.ndarray, chunk: int = 16) -> np.ndarray:
+    """Logits for a batch of any length, ``chunk`` images per call (verification sets, levers):
+    one call's activations stay small whatever the number of photos."""
+    return np.concatenate([runtime.run(batch[i : i + chunk]) for i in range(0, len(batch), chunk)])
 
 
 def default_threads() -> int:

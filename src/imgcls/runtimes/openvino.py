@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from imgcls.errors import ArtifactVerificationError, ModelError
-from imgcls.runtimes import cpu_name, default_threads
+from imgcls.runtimes import cpu_name, default_threads, run_in_chunks
 
 __all__ = [
     "OpenVinoRuntime",
@@ -197,8 +197,8 @@ def verify_openvino(spec, precision: str, images: list[Path] | None = None, thre
     chosen, timings = choose_precision(path, spec.preprocessing.crop, threads)
     candidate_rt = OpenVinoRuntime(path, threads=threads, precision=chosen)
     try:
-        reference = np.concatenate([reference_rt.run(batch[i:i + 16]) for i in range(0, len(batch), 16)])
-        candidate = np.concatenate([candidate_rt.run(batch[i:i + 16]) for i in range(0, len(batch), 16)])
+        reference = run_in_chunks(reference_rt, batch)
+        candidate = run_in_chunks(candidate_rt, batch)
         single = candidate_rt.run(batch[:1])  # batch 1 too: a graph can differ by batch size
     finally:
         reference_rt.close()
