@@ -16,11 +16,15 @@ torch nor onnx; building does.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
+import subprocess
+import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +41,7 @@ __all__ = [
     "artifact_dir",
     "find_artifact",
     "ensure_artifact",
+    "build_in_subprocess",
     "export_fp32",
     "quantize_int8",
     "quantize_int8_from_table",
@@ -125,10 +130,15 @@ def find_artifact(spec: ModelSpec, precision: str) -> tuple[Path, dict]:
     raise ModelError(f"No {precision} ONNX artifact for {spec.name} yet.")
 
 
-def ensure_artifact(spec: ModelSpec, precision: str = "fp32", *, build: bool = True) -> tuple[Path, dict]:
+def ensure_artifact(spec: ModelSpec, precision: str = "fp32", *, build: bool = True,
+                    builder: Callable[[ModelSpec, str], None] | None = None) -> tuple[Path, dict]:
     """Find a verified artifact; build a missing one on first use when the build tools are installed:
     fp32 by export (torch), INT8 only from the model's shipped calibration table, as other INT8
-    needs the user's calibration photos (`imgcls models quantize`)."""
+    needs the user's calibration photos (`imgcls models quantize`).
+
+    ``builder(spec, precision)`` builds it somewhere else than in this process (the Ray driver
+    uses `build_in_subprocess`, so it never imports torch); it raises ModelError on failure.
+    """
     try:
         return find_artifact(spec, precision)
     except ModelError as exc:
@@ -144,7 +154,9 @@ def ensure_artifact(spec: ModelSpec, precision: str = "fp32", *, build: bool = T
             raise ModelError(
                 f"{exc.message} Build it with `{how}` (needs the export extra: pip install 'imgcls[export]')."
             ) from None
-        if precision == "int8":
+        if builder is not None:
+            builder(spec, precision)
+        elif precision == "int8":
             log.warning("%s Building it from the model's calibration table now (one-off, ~10 s).", exc.message)
             quantize_int8_from_table(spec, spec.calibration_table)  # exports the fp32 first if need be
         else:
@@ -153,9 +165,28 @@ def ensure_artifact(spec: ModelSpec, precision: str = "fp32", *, build: bool = T
         return find_artifact(spec, precision)
 
 
-def _torch_available() -> bool:
-    import importlib.util
+def build_in_subprocess(spec: ModelSpec, reference: str, precision: str) -> None:
+    """Build a missing artifact with `imgcls models` in a child process, so the caller (the
+    server, the Ray driver) never imports torch or the quantiser: fp32 by export, INT8 from the
+    model's calibration table. ``reference`` is what the user named the model by (a catalogue
+    name or a bundle folder)."""
+    if not _torch_available():
+        raise ModelError(
+            f"No {precision} ONNX artifact for {spec.name}, and PyTorch is not installed to build it. Install the "
+            f"export extra (pip install 'imgcls[export]') and run "
+            f"`imgcls models {'export' if precision == 'fp32' else 'quantize'} {reference}`."
+        )
+    if precision == "fp32":
+        what, command = "the fp32 ONNX artifact", ["export", reference]
+    else:
+        what, command = "the INT8 artifact from the model's calibration table", ["quantize", reference]
+    print(f"Building {what} for {spec.name} (one-off, up to a minute)...", file=sys.stderr, flush=True)
+    done = subprocess.run([sys.executable, "-m", "imgcls", "models", *command], check=False)
+    if done.returncode != 0:
+        raise ModelError(f"Building {what} for {spec.name} failed (see the messages above).")
 
+
+def _torch_available() -> bool:
     return importlib.util.find_spec("torch") is not None and importlib.util.find_spec("onnxscript") is not None
 
 

@@ -521,7 +521,7 @@ def _predict(paths, model, precision, top_k, lang, output, batch_size, actors, a
              draft, runtime) -> int:
     from rich.markup import escape
 
-    from imgcls.artifacts import ensure_artifact
+    from imgcls.artifacts import build_in_subprocess, ensure_artifact
     from imgcls.catalog import default_model_name, resolve_model
     from imgcls.cli._common import console_err
 
@@ -536,10 +536,13 @@ def _predict(paths, model, precision, top_k, lang, output, batch_size, actors, a
     if address:
         _check_reachable(address)
 
-    spec = resolve_model(model or default_model_name())
+    reference = model or default_model_name()
+    spec = resolve_model(reference)
     k = max(1, min(top_k, spec.num_classes))
-    # Resolve (never build) the verified artifact here, once, so actors only ever open it.
-    artifact_path, manifest = ensure_artifact(spec, precision, build=False)
+    # Resolve the verified artifact here, once, so actors only ever open it. A missing one is
+    # built on first use as by the local engine, but in a child process: the driver stays free of torch.
+    artifact_path, manifest = ensure_artifact(
+        spec, precision, builder=lambda spec, precision: build_in_subprocess(spec, reference, precision))
     openvino_precision = None
     if runtime == "openvino":
         from imgcls.runtimes.openvino import require_verification

@@ -284,3 +284,33 @@ def test_unreachable_cluster_is_a_clear_error(corpus, tmp_path):
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 2, proc.stderr
     assert "Could not join the Ray cluster" in " ".join(proc.stderr.split()) and "Traceback" not in proc.stderr
+
+
+def test_a_missing_artifact_is_built_on_first_use(lite0_fp32, dev_dir, tmp_path, monkeypatch):
+    """As the local engine does, the driver builds what the store lacks, here the INT8 from the
+    embedded model's calibration table (in a child process, so the driver never imports torch),
+    and the job then answers with it: the same classes as the local engine on that artifact."""
+    from imgcls.artifacts import artifact_dir, find_artifact
+    from imgcls.engine import Classifier
+
+    spec = resolve_model(MODEL)
+    home = tmp_path / "home"
+    folder = home / "artifacts" / artifact_dir(spec).name
+    folder.mkdir(parents=True)
+    for name in ("fp32.onnx", "fp32.json"):  # a store holding the verified fp32 artifact only
+        shutil.copyfile(artifact_dir(spec) / name, folder / name)
+    photos = sorted(dev_dir.glob("*.JPEG"))[:12]
+    output = tmp_path / "int8.jsonl"
+    proc = run(*map(str, photos), "--precision", "int8", "--output", str(output),
+               env={**os.environ, "IMGCLS_HOME": str(home)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Building the INT8 artifact from the model's calibration table" in proc.stderr
+    assert f"with {MODEL} (int8" in " ".join(proc.stderr.split())
+
+    monkeypatch.setenv("IMGCLS_HOME", str(home))
+    artifact = find_artifact(spec, "int8")  # built, verified and installed in the user's store
+    assert artifact[0].parent == folder
+    local = Classifier(MODEL, "int8", threads=1, artifact=artifact).predict(photos, top_k=5)
+    rows = {row["path"]: row for row in read_results(output)}
+    assert {p.source: [t["class_index"] for t in p.top] for p in local} == \
+        {path: row["top_indices"] for path, row in rows.items()}

@@ -67,7 +67,7 @@ def test_a_bundle_with_a_calibration_table_gets_its_int8_built_at_start(lite0_fp
     from server_helpers import make_bundle
 
     from imgcls.catalog import resolve_model
-    from imgcls.server.runner import build_in_subprocess
+    from imgcls.artifacts import build_in_subprocess
 
     bundle = make_bundle(tmp_path, lite0_fp32, name="calibrated-bundle")
     table = json.loads(resolve_model("efficientnet_lite0").calibration_table.read_text())

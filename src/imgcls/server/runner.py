@@ -14,20 +14,18 @@ import importlib.util
 import logging
 import signal
 import socket
-import subprocess
 import sys
 import time
 
 import uvicorn
 
-from imgcls.catalog import ModelSpec
-from imgcls.errors import ModelError
+from imgcls.artifacts import build_in_subprocess
 from imgcls.server.app import create_app
 from imgcls.server.config import ServerConfig, resolve_models
 from imgcls.server.observability import configure_logging
 from imgcls.server.security import Lifecycle
 
-__all__ = ["run_server", "ImgclsServer", "build_in_subprocess", "EXIT_MODEL_FAILED"]
+__all__ = ["run_server", "ImgclsServer", "EXIT_MODEL_FAILED"]
 
 log = logging.getLogger("imgcls.server")
 EXIT_MODEL_FAILED = 3
@@ -79,25 +77,6 @@ class ImgclsServer(uvicorn.Server):
         if self.started and self.lifecycle.ready and not self._announced:
             self._announced = True
             print(f"imgcls is ready: {self.url}", flush=True)
-
-
-def build_in_subprocess(spec: ModelSpec, reference: str, precision: str) -> None:
-    """Build a missing artifact in a child process, so the server never imports torch or the
-    quantiser: fp32 by export, INT8 from the model's calibration table."""
-    if importlib.util.find_spec("torch") is None:
-        raise ModelError(
-            f"No {precision} ONNX artifact for {spec.name}, and PyTorch is not installed to build it. Install the "
-            f"export extra (pip install 'imgcls[export]') and run "
-            f"`imgcls models {'export' if precision == 'fp32' else 'quantize'} {reference}`."
-        )
-    if precision == "fp32":
-        what, command = "the fp32 ONNX artifact", ["export", reference]
-    else:
-        what, command = "the INT8 artifact from the model's calibration table", ["quantize", reference]
-    print(f"Building {what} for {spec.name} (one-off, up to a minute)...", file=sys.stderr, flush=True)
-    done = subprocess.run([sys.executable, "-m", "imgcls", "models", *command], check=False)
-    if done.returncode != 0:
-        raise ModelError(f"Building {what} for {spec.name} failed (see the messages above).")
 
 
 def _bind(host: str, port: int) -> socket.socket:
