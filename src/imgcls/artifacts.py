@@ -278,6 +278,7 @@ def export_fp32(spec: ModelSpec, out_dir: Path | None = None, verify_images: np.
             input_names=["input"], output_names=["logits"], dynamic_shapes=({0: batch},), verbose=False,
         )
     export_seconds = time.perf_counter() - started
+    _drop_stack_traces(tmp_path)  # before verification: the verified bytes are the installed bytes
 
     batch_inputs = synthetic_verification_batch(spec) if verify_images is None else verify_images
     with torch.inference_mode():
@@ -306,6 +307,21 @@ def export_fp32(spec: ModelSpec, out_dir: Path | None = None, verify_images: np.
     os.replace(tmp_path, final)
     return _write_manifest(folder, "fp32", final, spec, {"verification": verification,
                                                         "export_seconds": round(export_seconds, 1)})
+
+
+def _drop_stack_traces(onnx_path: Path) -> None:
+    """Remove the Python stack trace the torch exporter records on every node. It holds absolute
+    paths of the machine that built the artifact (the checkout, the venv: a user's home folder in a
+    bundle they share), and makes the same graph's bytes differ between checkouts. The other
+    metadata (module names, scopes) has no paths and stays, for whoever reads the graph."""
+    import onnx
+
+    model = onnx.load(str(onnx_path))
+    for node in [*model.graph.node, *(node for function in model.functions for node in function.node)]:
+        kept = [prop for prop in node.metadata_props if prop.key != "pkg.torch.onnx.stack_trace"]
+        del node.metadata_props[:]
+        node.metadata_props.extend(kept)
+    onnx.save(model, str(onnx_path))
 
 
 def quantize_int8(

@@ -7,6 +7,7 @@ import json
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from imgcls.catalog import resolve_model
 from imgcls.catalog.entries import CATALOG
 from imgcls.catalog.store import sha256_file
 from training_helpers import cli_env, imgcls_cmd, link_dataset
+
+ROOT = Path(__file__).resolve().parents[2]  # the checkout
 
 pytestmark = pytest.mark.slow
 
@@ -199,6 +202,12 @@ def test_round_trip_export_quantize_predict_eval_import(linear_bundle, categorie
     run("models", "quantize", str(bundle), "--calibration", str(calibration))
     int8 = json.loads((bundle / "onnx" / "int8.json").read_text())
     assert int8["verification"]["passed"] and int8["verification"]["top1_agreement"] >= 0.95
+    # What users share holds no paths of the machine that built it (the torch exporter records
+    # each node's stack trace, with the checkout's and the venv's absolute paths).
+    for artifact in (tmp_path / "exported" / "fp32.onnx", bundle / "onnx" / "fp32.onnx", bundle / "onnx" / "int8.onnx"):
+        data = artifact.read_bytes()
+        assert b"stack_trace" not in data, artifact
+        assert str(ROOT).encode() not in data and sys.prefix.encode() not in data, artifact
 
     images = val_images(result)
     files = [p for p, _ in images]
