@@ -8,7 +8,8 @@ __all__ = ["Precision", "ServePrecision", "Lang", "RuntimeName"]
 
 
 class Precision(str, Enum):
-    """Which verified ONNX artifact answers: fp32, or INT8 after `imgcls models quantize`."""
+    """Which verified ONNX artifact answers: fp32, or the calibrated INT8 (from the model's shipped
+    calibration table, or `imgcls models quantize` on your photos)."""
 
     fp32 = "fp32"
     int8 = "int8"

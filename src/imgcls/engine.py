@@ -89,7 +89,9 @@ class Classifier:
     Args:
         model: catalogue name, imported bundle name, bundle folder or a resolved ModelSpec;
             None = default model.
-        precision: 'fp32' or 'int8' (the INT8 artifact must exist: `imgcls models quantize`).
+        precision: 'fp32' or 'int8'. With ``build_missing`` a missing artifact is built on first
+            use: fp32 by export, INT8 from the model's calibration table (the embedded model ships
+            one; other models need `imgcls models quantize`).
         threads: ONNX Runtime intra-op threads (default: all cores available).
         solo_threads: threads for ``probabilities(batch, solo=True)``, a call made while nothing
             else computes (the server's lone request); more than ``threads`` opens a second session.
