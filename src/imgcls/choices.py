@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-__all__ = ["Precision", "ServePrecision", "Lang", "RuntimeName"]
+__all__ = ["Precision", "DefaultPrecision", "Lang", "RuntimeName"]
 
 
 class Precision(str, Enum):
@@ -15,8 +15,9 @@ class Precision(str, Enum):
     int8 = "int8"
 
 
-class ServePrecision(str, Enum):
-    """A server's default precision: auto picks INT8 where the model has it (or ships its calibration)."""
+class DefaultPrecision(str, Enum):
+    """The precision a command or server answers in: auto (the default everywhere) picks INT8 where
+    the model has it or ships its calibration (imgcls.artifacts.auto_precision), else fp32."""
 
     auto = "auto"
     fp32 = "fp32"

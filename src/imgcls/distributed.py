@@ -483,7 +483,7 @@ class _PartWriter:
 
 
 # --- the driver --------------------------------------------------------------------------------
-def predict_with_ray(paths: list[str], model: str | None = None, precision: str = "fp32", top_k: int = 5,
+def predict_with_ray(paths: list[str], model: str | None = None, precision: str = "auto", top_k: int = 5,
                      lang: str = "en", output: Path | None = None, batch_size: int = 8, actors: int = 1,
                      address: str | None = None, threads: int | None = None,
                      part_rows: int = DEFAULT_PART_ROWS, draft: bool = True, runtime: str = "onnxruntime") -> int:
@@ -521,7 +521,7 @@ def _predict(paths, model, precision, top_k, lang, output, batch_size, actors, a
              draft, runtime) -> int:
     from rich.markup import escape
 
-    from imgcls.artifacts import build_in_subprocess, ensure_artifact
+    from imgcls.artifacts import auto_precision, build_in_subprocess, ensure_artifact, verified_artifacts
     from imgcls.catalog import default_model_name, resolve_model
     from imgcls.cli._common import console_err
 
@@ -541,8 +541,14 @@ def _predict(paths, model, precision, top_k, lang, output, batch_size, actors, a
     k = max(1, min(top_k, spec.num_classes))
     # Resolve the verified artifact here, once, so actors only ever open it. A missing one is
     # built on first use as by the local engine, but in a child process: the driver stays free of torch.
-    artifact_path, manifest = ensure_artifact(
-        spec, precision, builder=lambda spec, precision: build_in_subprocess(spec, reference, precision))
+    def artifact(precision: str) -> tuple[Path, dict]:
+        return ensure_artifact(spec, precision,
+                               builder=lambda spec, precision: build_in_subprocess(spec, reference, precision))
+
+    found = {}
+    if precision == "auto":
+        precision, found = auto_precision(spec, verified_artifacts(spec), artifact, runtime)
+    artifact_path, manifest = found.get(precision) or artifact(precision)
     openvino_precision = None
     if runtime == "openvino":
         from imgcls.runtimes.openvino import require_verification

@@ -15,7 +15,7 @@ from typing import Iterable, Sequence, Union
 import numpy as np
 from PIL import Image
 
-from imgcls.artifacts import ensure_artifact
+from imgcls.artifacts import PRECISIONS, auto_precision, ensure_artifact, verified_artifacts
 from imgcls.catalog import ModelSpec, default_model_name, resolve_model
 from imgcls.errors import ImgclsError, InputError
 from imgcls.preprocess import (
@@ -82,16 +82,19 @@ class Classifier:
     """Classify images with one model at one precision.
 
     Example:
-        >>> clf = Classifier()                      # default model, fp32
+        >>> clf = Classifier()                      # default model, precision "auto"
         >>> clf.predict("cat.jpg")[0].top[0]        # doctest: +SKIP
         {'class_index': 281, 'label': 'tabby', 'score': 0.83}
 
     Args:
         model: catalogue name, imported bundle name, bundle folder or a resolved ModelSpec;
             None = default model.
-        precision: 'fp32' or 'int8'. With ``build_missing`` a missing artifact is built on first
-            use: fp32 by export, INT8 from the model's calibration table (the embedded model ships
-            one; other models need `imgcls models quantize`).
+        precision: 'auto' (the default, as for the server: INT8 where the model has a verified
+            INT8 artifact or a calibration table to build one, else fp32; see
+            `imgcls.artifacts.auto_precision`), 'fp32' or 'int8'. With ``build_missing`` a
+            missing artifact is built on first use: fp32 by export, INT8 from the model's
+            calibration table (the embedded model ships one; other models need
+            `imgcls models quantize`). ``.precision`` then says which one answers.
         threads: ONNX Runtime intra-op threads (default: all cores available).
         solo_threads: threads for ``probabilities(batch, solo=True)``, a call made while nothing
             else computes (the server's lone request); more than ``threads`` opens a second session.
@@ -112,7 +115,7 @@ class Classifier:
     def __init__(
         self,
         model: str | Path | ModelSpec | None = None,
-        precision: str = "fp32",
+        precision: str = "auto",
         *,
         threads: int | None = None,
         solo_threads: int | None = None,
@@ -126,6 +129,13 @@ class Classifier:
         concurrent_calls: int = 1,
     ):
         self.spec: ModelSpec = model if isinstance(model, ModelSpec) else resolve_model(model or default_model_name())
+        if precision == "auto":
+            found = verified_artifacts(self.spec)
+            build = (lambda precision: ensure_artifact(self.spec, precision)) if build_missing else None
+            precision, found = auto_precision(self.spec, found, build, runtime)
+            artifact = artifact or found.get(precision)
+        elif precision not in PRECISIONS:
+            raise InputError(f"Unknown precision '{precision}': use auto, fp32 or int8.")
         self.precision = precision
         self.batch_size = max(1, batch_size)
         self.max_pixels, self.max_bytes, self.draft = max_pixels, max_bytes, draft

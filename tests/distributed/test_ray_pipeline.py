@@ -30,7 +30,8 @@ SENTINEL = [0.123456, 0.0, 0.0, 0.0, 0.0]  # scores no model produces: marks row
 
 
 def predict_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "imgcls", "predict", *args, "--engine", "ray", "--model", MODEL]
+    """fp32, the reference's precision, unless ``args`` name another (the last --precision wins)."""
+    return [sys.executable, "-m", "imgcls", "predict", "--precision", "fp32", *args, "--engine", "ray", "--model", MODEL]
 
 
 def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -286,10 +287,10 @@ def test_unreachable_cluster_is_a_clear_error(corpus, tmp_path):
     assert "Could not join the Ray cluster" in " ".join(proc.stderr.split()) and "Traceback" not in proc.stderr
 
 
-def test_a_missing_artifact_is_built_on_first_use(lite0_fp32, dev_dir, tmp_path, monkeypatch):
-    """As the local engine does, the driver builds what the store lacks, here the INT8 from the
-    embedded model's calibration table (in a child process, so the driver never imports torch),
-    and the job then answers with it: the same classes as the local engine on that artifact."""
+def test_auto_builds_the_int8_on_first_use(lite0_fp32, dev_dir, tmp_path, monkeypatch):
+    """`auto`, the default, means on Ray what it means locally: the driver builds what the store
+    lacks, here the INT8 from the embedded model's calibration table (in a child process, so the
+    driver never imports torch), and the job answers with it: the local engine's classes."""
     from imgcls.artifacts import artifact_dir, find_artifact
     from imgcls.engine import Classifier
 
@@ -301,7 +302,7 @@ def test_a_missing_artifact_is_built_on_first_use(lite0_fp32, dev_dir, tmp_path,
         shutil.copyfile(artifact_dir(spec) / name, folder / name)
     photos = sorted(dev_dir.glob("*.JPEG"))[:12]
     output = tmp_path / "int8.jsonl"
-    proc = run(*map(str, photos), "--precision", "int8", "--output", str(output),
+    proc = run(*map(str, photos), "--precision", "auto", "--output", str(output),
                env={**os.environ, "IMGCLS_HOME": str(home)})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Building the INT8 artifact from the model's calibration table" in proc.stderr

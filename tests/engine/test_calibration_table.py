@@ -111,17 +111,39 @@ def test_int8_for_a_model_without_a_table_explains_how_to_build_it(spec, tmp_pat
         ensure_artifact(dataclasses.replace(spec, calibration_table=None), "int8")
 
 
-def test_predict_int8_builds_it_from_the_table_on_first_use(fp32_only_home, dev_dir):
+def test_every_command_defaults_to_the_int8_built_from_the_table(fp32_only_home, dev_dir, dev_labels, tmp_path,
+                                                                  monkeypatch):
+    """`auto`, the server's default, is every command's: a model without a table stays fp32 without
+    trying a build; the first `predict` builds the INT8 from the shipped table and answers with it;
+    `eval` and the Python API then use it; `--precision fp32` still answers fp32."""
+    from imgcls.engine import Classifier
+
     home = fp32_only_home
-    env = {**os.environ, "IMGCLS_HOME": str(home)}
-    result = subprocess.run([*IMGCLS, "predict", dev_dir / "n01440764_tench.JPEG", "--precision", "int8",
-                             "--format", "json"], capture_output=True, text=True, env=env, timeout=300)
-    assert result.returncode == 0, result.stderr
-    assert "calibration table" in result.stderr and "Traceback" not in result.stderr
-    row = json.loads(result.stdout)[0]
-    assert row["top"][0]["class_index"] == 0
+    photo = dev_dir / "n01440764_tench.JPEG"
+    monkeypatch.setenv("IMGCLS_HOME", str(home))
+    without_table = Classifier(dataclasses.replace(resolve_model("efficientnet_lite0"), calibration_table=None))
+    assert without_table.precision == "fp32" and without_table.predict(photo)[0].top[0]["class_index"] == 0
+    assert not list(home.glob("artifacts/*/int8.*"))
+
+    def imgcls(*args) -> subprocess.CompletedProcess:
+        result = subprocess.run([*IMGCLS, *map(str, args)], capture_output=True, text=True, timeout=300,
+                                env={**os.environ, "IMGCLS_HOME": str(home), "COLUMNS": "200"})
+        assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+        return result
+
+    first = imgcls("predict", photo)
+    assert "calibration table" in first.stderr and "efficientnet_lite0 (int8)" in first.stdout
+    assert "tench" in first.stdout
     manifest = json.loads(next(home.glob("artifacts/*/int8.json")).read_text())
     assert manifest["calibration"]["table"]["file"] == "efficientnet_lite0.json"
+
+    subset = dict(sorted(dev_labels.items())[:16])
+    labels = tmp_path / "labels.csv"
+    labels.write_text("file,class_index\n" + "".join(f"{k},{v}\n" for k, v in subset.items()))
+    assert json.loads(imgcls("eval", dev_dir, "--labels", labels, "--json").stdout)["precision"] == "int8"
+    fp32 = json.loads(imgcls("eval", dev_dir, "--labels", labels, "--json", "--precision", "fp32").stdout)
+    assert fp32["precision"] == "fp32" and fp32["images"] == 16
+    assert Classifier("efficientnet_lite0").precision == "int8"
 
 
 def test_quantize_cli_rejects_contradictory_options(tmp_path, dev_dir):

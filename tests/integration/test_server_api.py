@@ -87,7 +87,7 @@ def test_phone_sized_jpeg_is_decoded_at_reduced_scale_with_the_exact_answer(serv
 def test_multi_file_request_keeps_upload_order_and_matches_cli(server, photos):
     chosen = photos[:5]
     cli = subprocess.run([sys.executable, "-m", "imgcls", "predict", *map(str, chosen), "-m", "efficientnet_lite0",
-                          "--format", "json", "--top-k", "3", "--lang", "zh"], capture_output=True, text=True, timeout=300)
+                          "--precision", "fp32", "--format", "json", "--top-k", "3", "--lang", "zh"], capture_output=True, text=True, timeout=300)
     assert cli.returncode == 0, cli.stderr
     cli_top = {json_row["file"]: json_row["top"] for json_row in json.loads(cli.stdout)}
     with server.client() as client:

@@ -40,7 +40,7 @@ def test_auto_serves_fp32_when_the_int8_cannot_be_built(fp32_only_home, monkeypa
 
     (slot,) = resolve_models(ServerConfig(models=["efficientnet_lite0"]), build_missing=failing_build)
     assert asked == ["int8"] and slot.default_precision == "fp32" and list(slot.artifacts) == ["fp32"]
-    assert "Building failed (test). Serving efficientnet_lite0 in fp32." in caplog.text
+    assert "Building failed (test). efficientnet_lite0 runs in fp32." in caplog.text
     # No build hook (create_app in-process): nothing is built, fp32 serves.
     (slot,) = resolve_models(ServerConfig(models=["efficientnet_lite0"]))
     assert slot.default_precision == "fp32"

@@ -211,10 +211,12 @@ def test_round_trip_export_quantize_predict_eval_import(linear_bundle, categorie
 
     images = val_images(result)
     files = [p for p, _ in images]
-    fp32 = cli_predict(str(bundle), files, "--top-k", "1")
+    fp32 = cli_predict(str(bundle), files, "--top-k", "1", "--precision", "fp32")
     int8_answers = cli_predict(str(bundle), files, "--top-k", "1", "--precision", "int8")
     agreement = np.mean([a["top"][0]["label"] == b["top"][0]["label"] for a, b in zip(fp32, int8_answers)])
     assert agreement >= 0.95
+    # ... and once quantised, the bundle answers in INT8 by default (`auto`), as the server does.
+    assert cli_predict(str(bundle), files[:4], "--top-k", "1") == int8_answers[:4]
 
     # eval: top-1 over a labelled folder equals what predict says
     labels_csv = tmp_path / "labels.csv"
@@ -222,7 +224,8 @@ def test_round_trip_export_quantize_predict_eval_import(linear_bundle, categorie
     labels_csv.write_text(
         "file,class_index\n" + "".join(f"{p.relative_to(root)},{CLASSES.index(truth)}\n" for p, truth in images)
     )
-    figures = json.loads(run("eval", str(root), "--labels", str(labels_csv), "--model", str(bundle), "--json").stdout)
+    figures = json.loads(run("eval", str(root), "--labels", str(labels_csv), "--model", str(bundle), "--json",
+                             "--precision", "fp32").stdout)
     assert figures["model"] == "categories" and figures["images"] == len(images)
     assert figures["top1"] == pytest.approx(result.metrics["accuracy"])
 

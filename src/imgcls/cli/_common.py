@@ -17,8 +17,9 @@ console_err = Console(stderr=True, soft_wrap=True)
 DRAFT_HELP = ("Decode large JPEGs (shorter side >= 1024 px for a 256 px resize) at 1/2-1/8 scale, never below "
               "twice the resize: 2-4x faster on phone photos, same accuracy in our tests. --no-draft decodes "
               "every pixel, exactly like torchvision.")
-PRECISION_HELP = ("fp32, or int8: the calibrated INT8 artifact (the embedded model builds it from its shipped "
-                  "calibration table on first use; other models need `imgcls models quantize` first).")
+PRECISION_HELP = ("auto: int8 where the model has a verified INT8 artifact or ships a calibration table (the "
+                  "embedded efficientnet_lite0 does: built on first use), else fp32, as `imgcls serve` does. "
+                  "fp32, or int8 (other models need `imgcls models quantize` first).")
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

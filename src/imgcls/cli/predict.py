@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from imgcls.choices import Lang, Precision, RuntimeName
+from imgcls.choices import DefaultPrecision, Lang, RuntimeName
 from imgcls.cli._common import DRAFT_HELP, PRECISION_HELP, console, console_err, expand_inputs, fail, progress_bar
 
 PROGRESS_THRESHOLD = 8  # show a progress bar beyond a handful of files
@@ -34,7 +34,7 @@ class Engine(str, Enum):
 def predict(
     paths: list[str] = typer.Argument(..., help="Image files, folders (searched recursively) or glob patterns."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Catalogue name, imported bundle or bundle folder. Default: resnet18 if installed, else efficientnet_lite0.", envvar="IMGCLS_MODEL"),
-    precision: Precision = typer.Option(Precision.fp32, "--precision", "-p", help=PRECISION_HELP),
+    precision: DefaultPrecision = typer.Option(DefaultPrecision.auto, "--precision", "-p", envvar="IMGCLS_PRECISION", help=PRECISION_HELP),
     top_k: int = typer.Option(5, "--top-k", "-k", min=1, max=1000, help="How many classes to report per image."),
     lang: Lang = typer.Option(Lang.en, "--lang", "-l", help="Label language: en or zh."),
     output_format: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f", help="table, json or csv."),
@@ -130,7 +130,7 @@ def evaluate(
     directory: Path = typer.Argument(..., exists=True, file_okay=False, help="Folder with the images."),
     labels: Path = typer.Option(..., "--labels", exists=True, dir_okay=False, help="CSV with columns file,class_index."),
     model: Optional[str] = typer.Option(None, "--model", "-m", envvar="IMGCLS_MODEL"),
-    precision: Precision = typer.Option(Precision.fp32, "--precision", "-p", help=PRECISION_HELP),
+    precision: DefaultPrecision = typer.Option(DefaultPrecision.auto, "--precision", "-p", envvar="IMGCLS_PRECISION", help=PRECISION_HELP),
     batch_size: int = typer.Option(16, "--batch-size", min=1, max=256),
     threads: Optional[int] = typer.Option(None, "--threads", min=1),
     draft: bool = typer.Option(True, "--draft/--no-draft", envvar="IMGCLS_DRAFT", help=DRAFT_HELP),

@@ -13,7 +13,7 @@ from typing import Optional
 
 import typer
 
-from imgcls.choices import RuntimeName, ServePrecision
+from imgcls.choices import DefaultPrecision, RuntimeName
 from imgcls.cli._common import DRAFT_HELP, console_err, fail
 
 
@@ -38,8 +38,8 @@ def serve(
         help="Model to serve: catalogue name, imported bundle or bundle folder. Repeat to serve several; the first "
              "is the default. Env: IMGCLS_MODEL (comma-separated). Default: resnet18 if installed, else "
              "efficientnet_lite0."),
-    precision: ServePrecision = typer.Option(
-        ServePrecision.auto, "--precision", "-p", envvar="IMGCLS_PRECISION",
+    precision: DefaultPrecision = typer.Option(
+        DefaultPrecision.auto, "--precision", "-p", envvar="IMGCLS_PRECISION",
         help="Default precision. auto: int8 where the model has a verified INT8 artifact or ships a calibration "
              "table (the embedded efficientnet_lite0 does: built on first start), else fp32. The other precision is "
              "served too when its artifact exists (loaded on its first request)."),

@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from imgcls.cli._common import PRECISION_HELP, console, console_err, fail, progress_bar
-from imgcls.cli.predict import Lang, OutputFormat, Precision
+from imgcls.cli.predict import DefaultPrecision, Lang, OutputFormat
 from imgcls.errors import ImgclsError
 
 
@@ -27,7 +27,7 @@ def video(
     output_format: Optional[OutputFormat] = typer.Option(None, "--format", "-f", help="table (segments), json (timeline + segments) or csv (timeline). Default: from the --output suffix, else table."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the timeline to this file instead of stdout."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Catalogue name, imported bundle or bundle folder.", envvar="IMGCLS_MODEL"),
-    precision: Precision = typer.Option(Precision.fp32, "--precision", "-p", help=PRECISION_HELP),
+    precision: DefaultPrecision = typer.Option(DefaultPrecision.auto, "--precision", "-p", envvar="IMGCLS_PRECISION", help=PRECISION_HELP),
     min_segment: float = typer.Option(0.0, "--min-segment", min=0, help="Absorb segments shorter than this many seconds into a neighbour (removes flicker)."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, max=256, help="Frames per model call."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="ONNX Runtime threads (default: all cores)."),

@@ -9,20 +9,17 @@ instead of serving garbage.
 from __future__ import annotations
 
 import ipaddress
-import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from imgcls.artifacts import PRECISIONS, find_artifact
+from imgcls.artifacts import PRECISIONS, auto_precision, find_artifact, verified_artifacts
 from imgcls.catalog import ModelSpec, default_model_name, resolve_model
-from imgcls.errors import ArtifactVerificationError, InputError, ModelError
+from imgcls.errors import InputError, ModelError
 from imgcls.preprocess import DEFAULT_MAX_PIXELS
 
 __all__ = ["ServerConfig", "ModelSlot", "resolve_models", "is_loopback_host", "LOOPBACK_NAMES"]
-
-log = logging.getLogger("imgcls.server")
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 MAX_TOP_K = 50
@@ -178,32 +175,20 @@ def resolve_models(config: ServerConfig, build_missing: BuildHook | None = None)
                 continue  # the same model named twice: serve it once
             raise ModelError(f"Two models are both called '{spec.name}'; serve one of them.")
         seen[spec.name] = str(reference)
-        found = _verified_artifacts(spec)
+        found = verified_artifacts(spec)
         default = config.precision
         if default == "auto":
-            default, found = _auto_precision(config, spec, str(reference), found, build_missing)
+            build = None if build_missing is None else (
+                lambda precision: build_missing(spec, str(reference), precision))
+            default, found = auto_precision(spec, found, build, config.runtime)
         if default not in found:
             _build_default(spec, str(reference), default, build_missing)
-            found = _verified_artifacts(spec)
+            found = verified_artifacts(spec)
             found[default] = find_artifact(spec, default)  # a build that left nothing usable says why
         if config.runtime == "openvino":
             found = _verified_for_openvino(spec, str(reference), found, default)
         slots.append(ModelSlot(str(reference), spec, found, default))
     return slots
-
-
-def _verified_artifacts(spec: ModelSpec) -> dict[str, tuple[Path, dict]]:
-    """The model's verified artifacts by precision. One that exists but fails its checksum or
-    verification raises ArtifactVerificationError: it is never silently skipped."""
-    found = {}
-    for precision in PRECISIONS:
-        try:
-            found[precision] = find_artifact(spec, precision)
-        except ArtifactVerificationError:
-            raise
-        except ModelError:
-            continue
-    return found
 
 
 def _build_default(spec: ModelSpec, reference: str, precision: str, build_missing: BuildHook | None) -> None:
@@ -217,33 +202,6 @@ def _build_default(spec: ModelSpec, reference: str, precision: str, build_missin
         )
     else:
         raise ModelError(f"No fp32 ONNX artifact for {spec.name}. Build it with `imgcls models export {reference}`.")
-
-
-def _auto_precision(config: ServerConfig, spec: ModelSpec, reference: str, found: dict[str, tuple[Path, dict]],
-                    build_missing: BuildHook | None) -> tuple[str, dict[str, tuple[Path, dict]]]:
-    """"auto": INT8 when a verified INT8 artifact exists or can be built from the model's
-    calibration table (and, on OpenVINO, is verified there), else fp32. Returns the precision and
-    the artifacts found after any build. Measured on Lite0 as `make serve` starts it: 25-34% more
-    requests per second at 8 clients and ~75 MB less peak memory than fp32 (docs/benchmarks.md)."""
-    if "int8" not in found:
-        if spec.calibration_table is None or build_missing is None:
-            return "fp32", found
-        try:
-            build_missing(spec, reference, "int8")  # exports the fp32 first if need be
-        except ModelError as exc:
-            log.warning("%s Serving %s in fp32.", exc.message, spec.name)
-            return "fp32", found
-        found = _verified_artifacts(spec)
-        if "int8" not in found:
-            return "fp32", found
-    if config.runtime == "openvino":
-        from imgcls.runtimes.openvino import require_verification
-
-        try:
-            require_verification(spec, "int8", found["int8"], reference)
-        except ModelError:
-            return "fp32", found
-    return "int8", found
 
 
 def _verified_for_openvino(spec: ModelSpec, reference: str, artifacts: dict[str, tuple[Path, dict]],

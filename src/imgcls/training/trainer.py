@@ -432,7 +432,7 @@ def _export(staging: Path, config: dict, val_items, val_logits, settings, report
         # The serving path (decode -> preprocess -> ONNX Runtime) must give the answers training
         # measured: same top-1 on the validation images.
         reporter.stage("Checking the bundle serves the same answers", total=len(val_items))
-        classifier = Classifier(staging, threads=settings.threads, batch_size=16)
+        classifier = Classifier(staging, "fp32", threads=settings.threads, batch_size=16)
         served = [p.top[0]["class_index"] for p in classifier.predict([i.path for i in val_items], top_k=1)]
         classifier.close()
         agreement = float(np.mean(np.asarray(served) == np.asarray(val_logits).argmax(1)))
