@@ -57,10 +57,10 @@ def test_cli_json_output_matches_python_api(lite0_fp32, dev_dir, dev_labels):
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
     assert [row["file"] for row in rows] == [str(f) for f in files]
-    api = Classifier("efficientnet_lite0").predict(files)
-    for row, prediction in zip(rows, api):
+    api = Classifier("efficientnet_lite0")
+    for row, prediction in zip(rows, api.predict(files)):
         assert row["model"] == "efficientnet_lite0"
-        assert set(row) == {"file", "model", "top", "input"}
+        assert list(row) == ["file", "model", "precision", "top", "input"] and row["precision"] == api.precision
         assert len(row["top"]) == 5 and set(row["top"][0]) == {"class_index", "label", "score"}
         assert [t["class_index"] for t in row["top"]] == [t["class_index"] for t in prediction.top]
         scores = [t["score"] for t in row["top"]]

@@ -88,6 +88,7 @@ def test_predict_csv_and_output_file(lite0_fp32, bad_inputs, tmp_path):
     assert result.returncode == 1
     rows = list(csv.DictReader(out.open(encoding="utf-8")))
     assert [r["rank"] for r in rows if r["file"].endswith("good.jpg")] == ["1", "2"]
+    assert {r["precision"] for r in rows} == {"int8"}  # auto: the embedded model's INT8, also on error rows
     failed = [r for r in rows if r["file"].endswith("notes.jpg")]
     assert len(failed) == 1 and "not a supported image" in failed[0]["error"]
 

@@ -94,17 +94,23 @@ def predict(
 
 
 def render(results, output_format: OutputFormat, precision: str) -> str:
+    """Results as text. Every row names the precision that answered, as `auto` may pick either."""
     if output_format is OutputFormat.json:
-        return json.dumps([r.to_dict() for r in results], ensure_ascii=False, indent=2) + "\n"
+        rows = []
+        for r in results:
+            row = r.to_dict()
+            rows.append({"file": row.pop("file"), "model": row.pop("model"), "precision": precision, **row})
+        return json.dumps(rows, ensure_ascii=False, indent=2) + "\n"
     if output_format is OutputFormat.csv:
         buffer = io.StringIO()
         writer = csv.writer(buffer)
-        writer.writerow(["file", "model", "rank", "class_index", "label", "score", "error"])
+        writer.writerow(["file", "model", "precision", "rank", "class_index", "label", "score", "error"])
         for r in results:
             if not r.ok:
-                writer.writerow([r.source, r.model, "", "", "", "", r.error.message])
+                writer.writerow([r.source, r.model, precision, "", "", "", "", r.error.message])
             for rank, entry in enumerate(r.top, 1):
-                writer.writerow([r.source, r.model, rank, entry["class_index"], entry["label"], f"{entry['score']:.6f}", ""])
+                writer.writerow([r.source, r.model, precision, rank, entry["class_index"], entry["label"],
+                                 f"{entry['score']:.6f}", ""])
         return buffer.getvalue()
     table = text_table(results, precision)
     with console.capture() as capture:
