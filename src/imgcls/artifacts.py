@@ -132,15 +132,21 @@ def find_artifact(spec: ModelSpec, precision: str) -> tuple[Path, dict]:
     raise ModelError(f"No {precision} ONNX artifact for {spec.name} yet.")
 
 
-def ensure_artifact(spec: ModelSpec, precision: str = "fp32", *, build: bool = True,
-                    builder: Callable[[ModelSpec, str], None] | None = None) -> tuple[Path, dict]:
+Builder = Callable[[ModelSpec, str], None]  # (spec, precision): build a missing artifact elsewhere
+
+
+def ensure_artifact(spec: ModelSpec, precision: str = "fp32", *, build: bool = True, builder: Builder | None = None,
+                    reference: str | None = None) -> tuple[Path, dict]:
     """Find a verified artifact; build a missing one on first use when the build tools are installed:
     fp32 by export (torch), INT8 only from the model's shipped calibration table, as other INT8
     needs the user's calibration photos (`imgcls models quantize`).
 
-    ``builder(spec, precision)`` builds it somewhere else than in this process (the Ray driver
-    uses `build_in_subprocess`, so it never imports torch); it raises ModelError on failure.
+    ``builder(spec, precision)`` builds it somewhere else than in this process (the server and
+    the Ray driver use `build_in_subprocess`, so they never import torch); it raises ModelError on
+    failure. ``reference`` is how the user named the model (a bundle folder, say), for the
+    commands the messages suggest.
     """
+    named = reference or spec.name
     try:
         return find_artifact(spec, precision)
     except ModelError as exc:
@@ -149,10 +155,10 @@ def ensure_artifact(spec: ModelSpec, precision: str = "fp32", *, build: bool = T
         if precision == "int8" and spec.calibration_table is None:
             raise ModelError(
                 f"No INT8 artifact for {spec.name}. Build one, calibrated on your own photos: "
-                f"imgcls models quantize {spec.name} --calibration DIR"
+                f"imgcls models quantize {named} --calibration DIR"
             ) from None
         if not build or not _torch_available():
-            how = f"imgcls models {'export' if precision == 'fp32' else 'quantize'} {spec.name}"
+            how = f"imgcls models {'export' if precision == 'fp32' else 'quantize'} {named}"
             raise ModelError(
                 f"{exc.message} Build it with `{how}` (needs the export extra: pip install 'imgcls[export]')."
             ) from None
@@ -181,24 +187,24 @@ def verified_artifacts(spec: ModelSpec) -> dict[str, tuple[Path, dict]]:
     return found
 
 
-def auto_precision(spec: ModelSpec, found: dict[str, tuple[Path, dict]], build: Callable[[str], None] | None,
-                   runtime: str = "onnxruntime") -> tuple[str, dict[str, tuple[Path, dict]]]:
+def auto_precision(spec: ModelSpec, found: dict[str, tuple[Path, dict]], *, build: bool = True,
+                   builder: Builder | None = None, runtime: str = "onnxruntime") -> tuple[str, dict[str, tuple[Path, dict]]]:
     """The precision "auto" means, the default everywhere (server, CLI, Python API, Ray): INT8
     when the model has a verified INT8 artifact, or one can be built from its calibration table
-    (``build(precision)``; the embedded model ships a table), and, on OpenVINO, it is verified
-    there; else fp32. ``found`` is `verified_artifacts`; returns the precision and the artifacts
-    found after any build. A failed build is logged and gives fp32.
+    (``build`` and ``builder`` as for `ensure_artifact`; the embedded model ships a table), and,
+    on OpenVINO, it is verified there; else fp32. ``found`` is `verified_artifacts`; returns the
+    precision and the artifacts found after any build. A failed build is logged and gives fp32.
 
-    Why INT8: on the embedded model it answers like fp32 (89.3 % top-1 for both on the held-out
-    dev photos, 98 % the same top-1) and the server runs 25-34 % more requests per second in
-    ~75 MB less memory (docs/benchmarks.md). Models without a table (ResNet-18, bundles until
-    `imgcls models quantize`) stay fp32, as INT8 needs calibration photos.
+    Why INT8: on the embedded model it answers like fp32 (88.0 % top-1 for both on the 300 dev
+    photos) and the server runs 25-34 % more requests per second in ~75 MB less memory
+    (docs/benchmarks.md). Models without a table (ResNet-18, bundles until `imgcls models
+    quantize`) stay fp32, as INT8 needs calibration photos.
     """
     if "int8" not in found:
-        if spec.calibration_table is None or build is None:
+        if spec.calibration_table is None or not build:
             return "fp32", found
         try:
-            build("int8")  # exports the fp32 first if need be
+            ensure_artifact(spec, "int8", builder=builder)  # exports the fp32 first if need be
         except ModelError as exc:
             log.warning("%s %s runs in fp32.", exc.message, spec.name)
             return "fp32", found

@@ -130,9 +130,8 @@ class Classifier:
     ):
         self.spec: ModelSpec = model if isinstance(model, ModelSpec) else resolve_model(model or default_model_name())
         if precision == "auto":
-            found = verified_artifacts(self.spec)
-            build = (lambda precision: ensure_artifact(self.spec, precision)) if build_missing else None
-            precision, found = auto_precision(self.spec, found, build, runtime)
+            precision, found = auto_precision(self.spec, verified_artifacts(self.spec), build=build_missing,
+                                              runtime=runtime)
             artifact = artifact or found.get(precision)
         elif precision not in PRECISIONS:
             raise InputError(f"Unknown precision '{precision}': use auto, fp32 or int8.")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from imgcls.artifacts import PRECISIONS, auto_precision, find_artifact, verified_artifacts
+from imgcls.artifacts import PRECISIONS, auto_precision, ensure_artifact, verified_artifacts
 from imgcls.catalog import ModelSpec, default_model_name, resolve_model
 from imgcls.errors import InputError, ModelError
 from imgcls.preprocess import DEFAULT_MAX_PIXELS
@@ -176,32 +176,19 @@ def resolve_models(config: ServerConfig, build_missing: BuildHook | None = None)
             raise ModelError(f"Two models are both called '{spec.name}'; serve one of them.")
         seen[spec.name] = str(reference)
         found = verified_artifacts(spec)
+        builder = None if build_missing is None else (
+            lambda spec, precision: build_missing(spec, str(reference), precision))
         default = config.precision
         if default == "auto":
-            build = None if build_missing is None else (
-                lambda precision: build_missing(spec, str(reference), precision))
-            default, found = auto_precision(spec, found, build, config.runtime)
+            default, found = auto_precision(spec, found, build=builder is not None, builder=builder,
+                                            runtime=config.runtime)
         if default not in found:
-            _build_default(spec, str(reference), default, build_missing)
-            found = verified_artifacts(spec)
-            found[default] = find_artifact(spec, default)  # a build that left nothing usable says why
+            built = ensure_artifact(spec, default, build=builder is not None, builder=builder, reference=str(reference))
+            found = {**verified_artifacts(spec), default: built}
         if config.runtime == "openvino":
             found = _verified_for_openvino(spec, str(reference), found, default)
         slots.append(ModelSlot(str(reference), spec, found, default))
     return slots
-
-
-def _build_default(spec: ModelSpec, reference: str, precision: str, build_missing: BuildHook | None) -> None:
-    """Build the missing artifact of the default precision, or say how to."""
-    if build_missing is not None and (precision == "fp32" or spec.calibration_table is not None):
-        build_missing(spec, reference, precision)
-    elif precision == "int8":
-        raise ModelError(
-            f"No INT8 artifact for {spec.name}. Build one calibrated on your photos with "
-            f"`imgcls models quantize {reference} --calibration DIR`, or serve with --precision fp32."
-        )
-    else:
-        raise ModelError(f"No fp32 ONNX artifact for {spec.name}. Build it with `imgcls models export {reference}`.")
 
 
 def _verified_for_openvino(spec: ModelSpec, reference: str, artifacts: dict[str, tuple[Path, dict]],
