@@ -138,7 +138,9 @@ class Classifier:
         self.precision = precision
         self.batch_size = max(1, batch_size)
         self.max_pixels, self.max_bytes, self.draft = max_pixels, max_bytes, draft
-        self.artifact_path, self.manifest = artifact or ensure_artifact(self.spec, precision, build=build_missing)
+        named = None if isinstance(model, ModelSpec) or model is None else str(model)  # a bundle folder, say
+        self.artifact_path, self.manifest = artifact or ensure_artifact(self.spec, precision, build=build_missing,
+                                                                        reference=named)
         self.runtime = _open_runtime(runtime, self.spec, precision, (self.artifact_path, self.manifest),
                                      threads, solo_threads, concurrent_calls)
 
