@@ -41,6 +41,7 @@ __all__ = [
     "artifact_dir",
     "find_artifact",
     "ensure_artifact",
+    "Builder",
     "verified_artifacts",
     "auto_precision",
     "build_in_subprocess",
@@ -132,7 +133,9 @@ def find_artifact(spec: ModelSpec, precision: str) -> tuple[Path, dict]:
     raise ModelError(f"No {precision} ONNX artifact for {spec.name} yet.")
 
 
-Builder = Callable[[ModelSpec, str], None]  # (spec, precision): build a missing artifact elsewhere
+# (spec, reference, precision): build a missing artifact outside this process; ``reference`` is
+# how the user named the model (a catalogue name or a bundle folder). See `build_in_subprocess`.
+Builder = Callable[[ModelSpec, str, str], None]
 
 
 def ensure_artifact(spec: ModelSpec, precision: str = "fp32", *, build: bool = True, builder: Builder | None = None,
@@ -141,10 +144,10 @@ def ensure_artifact(spec: ModelSpec, precision: str = "fp32", *, build: bool = T
     fp32 by export (torch), INT8 only from the model's shipped calibration table, as other INT8
     needs the user's calibration photos (`imgcls models quantize`).
 
-    ``builder(spec, precision)`` builds it somewhere else than in this process (the server and
-    the Ray driver use `build_in_subprocess`, so they never import torch); it raises ModelError on
-    failure. ``reference`` is how the user named the model (a bundle folder, say), for the
-    commands the messages suggest.
+    ``builder`` builds it somewhere else than in this process (the server and the Ray driver use
+    `build_in_subprocess`, so they never import torch); it raises ModelError on failure.
+    ``reference`` is how the user named the model (a bundle folder, say), for the builder and for
+    the commands the messages suggest.
     """
     named = reference or spec.name
     try:
@@ -163,7 +166,7 @@ def ensure_artifact(spec: ModelSpec, precision: str = "fp32", *, build: bool = T
                 f"{exc.message} Build it with `{how}` (needs the export extra: pip install 'imgcls[export]')."
             ) from None
         if builder is not None:
-            builder(spec, precision)
+            builder(spec, named, precision)
         elif precision == "int8":
             log.warning("%s Building it from the model's calibration table now (one-off, ~10 s).", exc.message)
             quantize_int8_from_table(spec, spec.calibration_table)  # exports the fp32 first if need be
@@ -188,10 +191,11 @@ def verified_artifacts(spec: ModelSpec) -> dict[str, tuple[Path, dict]]:
 
 
 def auto_precision(spec: ModelSpec, found: dict[str, tuple[Path, dict]], *, build: bool = True,
-                   builder: Builder | None = None, runtime: str = "onnxruntime") -> tuple[str, dict[str, tuple[Path, dict]]]:
+                   builder: Builder | None = None, reference: str | None = None,
+                   runtime: str = "onnxruntime") -> tuple[str, dict[str, tuple[Path, dict]]]:
     """The precision "auto" means, the default everywhere (server, CLI, Python API, Ray): INT8
     when the model has a verified INT8 artifact, or one can be built from its calibration table
-    (``build`` and ``builder`` as for `ensure_artifact`; the embedded model ships a table), and,
+    (``build``, ``builder`` and ``reference`` as for `ensure_artifact`; the embedded model ships a table), and,
     on OpenVINO, it is verified there; else fp32. ``found`` is `verified_artifacts`; returns the
     precision and the artifacts found after any build. A failed build is logged and gives fp32.
 
@@ -204,7 +208,7 @@ def auto_precision(spec: ModelSpec, found: dict[str, tuple[Path, dict]], *, buil
         if spec.calibration_table is None or not build:
             return "fp32", found
         try:
-            ensure_artifact(spec, "int8", builder=builder)  # exports the fp32 first if need be
+            ensure_artifact(spec, "int8", builder=builder, reference=reference)  # exports the fp32 first if need be
         except ModelError as exc:
             log.warning("%s %s runs in fp32.", exc.message, spec.name)
             return "fp32", found
@@ -224,14 +228,8 @@ def auto_precision(spec: ModelSpec, found: dict[str, tuple[Path, dict]], *, buil
 def build_in_subprocess(spec: ModelSpec, reference: str, precision: str) -> None:
     """Build a missing artifact with `imgcls models` in a child process, so the caller (the
     server, the Ray driver) never imports torch or the quantiser: fp32 by export, INT8 from the
-    model's calibration table. ``reference`` is what the user named the model by (a catalogue
-    name or a bundle folder)."""
-    if not _torch_available():
-        raise ModelError(
-            f"No {precision} ONNX artifact for {spec.name}, and PyTorch is not installed to build it. Install the "
-            f"export extra (pip install 'imgcls[export]') and run "
-            f"`imgcls models {'export' if precision == 'fp32' else 'quantize'} {reference}`."
-        )
+    model's calibration table. A `Builder`: `ensure_artifact` calls it once it has checked that
+    the build tools are installed."""
     if precision == "fp32":
         what, command = "the fp32 ONNX artifact", ["export", reference]
     else:
@@ -584,9 +582,9 @@ def _quantize_static(fp32_path: Path, folder: Path, reader, ranges_file: Path | 
 def graph_digest(onnx_path: Path) -> str:
     """SHA-256 of an ONNX model without its nodes' metadata and doc strings. The torch exporter
     records each node's Python stack trace, with the absolute paths of the checkout and its venv,
-    and the quantiser carries them over: two checkouts build the same graph and weights with
+    and the quantiser carries them over: two checkouts built the same graph and weights with
     different bytes (measured: /work/main vs a clone elsewhere, every node differed in that
-    metadata only)."""
+    metadata only). `export_fp32` now drops those traces, but artifacts exported before keep them."""
     import hashlib
 
     import onnx

@@ -541,14 +541,11 @@ def _predict(paths, model, precision, top_k, lang, output, batch_size, actors, a
     k = max(1, min(top_k, spec.num_classes))
     # Resolve the verified artifact here, once, so actors only ever open it. A missing one is
     # built on first use as by the local engine, but in a child process: the driver stays free of torch.
-    def builder(spec, precision: str) -> None:
-        build_in_subprocess(spec, reference, precision)
-
+    how = {"builder": build_in_subprocess, "reference": reference}
     found = {}
     if precision == "auto":
-        precision, found = auto_precision(spec, verified_artifacts(spec), builder=builder, runtime=runtime)
-    artifact_path, manifest = found.get(precision) or ensure_artifact(spec, precision, builder=builder,
-                                                                      reference=reference)
+        precision, found = auto_precision(spec, verified_artifacts(spec), runtime=runtime, **how)
+    artifact_path, manifest = found.get(precision) or ensure_artifact(spec, precision, **how)
     openvino_precision = None
     if runtime == "openvino":
         from imgcls.runtimes.openvino import require_verification

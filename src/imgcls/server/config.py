@@ -12,9 +12,8 @@ import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
-from imgcls.artifacts import PRECISIONS, auto_precision, ensure_artifact, verified_artifacts
+from imgcls.artifacts import PRECISIONS, Builder, auto_precision, ensure_artifact, verified_artifacts
 from imgcls.catalog import ModelSpec, default_model_name, resolve_model
 from imgcls.errors import InputError, ModelError
 from imgcls.preprocess import DEFAULT_MAX_PIXELS
@@ -150,10 +149,7 @@ class ModelSlot:
         return self.spec.name
 
 
-BuildHook = Callable[[ModelSpec, str, str], None]  # (spec, reference, precision): build a missing artifact
-
-
-def resolve_models(config: ServerConfig, build_missing: BuildHook | None = None) -> list[ModelSlot]:
+def resolve_models(config: ServerConfig, build_missing: Builder | None = None) -> list[ModelSlot]:
     """Resolve and verify every configured model before serving.
 
     The default precision must have a verified artifact (``build_missing`` is called once to
@@ -176,14 +172,12 @@ def resolve_models(config: ServerConfig, build_missing: BuildHook | None = None)
             raise ModelError(f"Two models are both called '{spec.name}'; serve one of them.")
         seen[spec.name] = str(reference)
         found = verified_artifacts(spec)
-        builder = None if build_missing is None else (
-            lambda spec, precision: build_missing(spec, str(reference), precision))
+        how = {"build": build_missing is not None, "builder": build_missing, "reference": str(reference)}
         default = config.precision
         if default == "auto":
-            default, found = auto_precision(spec, found, build=builder is not None, builder=builder,
-                                            runtime=config.runtime)
+            default, found = auto_precision(spec, found, runtime=config.runtime, **how)
         if default not in found:
-            built = ensure_artifact(spec, default, build=builder is not None, builder=builder, reference=str(reference))
+            built = ensure_artifact(spec, default, **how)  # first: building INT8 may export the fp32 too
             found = {**verified_artifacts(spec), default: built}
         if config.runtime == "openvino":
             found = _verified_for_openvino(spec, str(reference), found, default)
