@@ -129,18 +129,17 @@ class Classifier:
         concurrent_calls: int = 1,
     ):
         self.spec: ModelSpec = model if isinstance(model, ModelSpec) else resolve_model(model or default_model_name())
+        how = {"build": build_missing,  # messages name the model as the user did (a bundle folder, say)
+               "reference": None if isinstance(model, ModelSpec) or model is None else str(model)}
         if precision == "auto":
-            precision, found = auto_precision(self.spec, verified_artifacts(self.spec), build=build_missing,
-                                              runtime=runtime)
+            precision, found = auto_precision(self.spec, verified_artifacts(self.spec), runtime=runtime, **how)
             artifact = artifact or found.get(precision)
         elif precision not in PRECISIONS:
             raise InputError(f"Unknown precision '{precision}': use auto, fp32 or int8.")
         self.precision = precision
         self.batch_size = max(1, batch_size)
         self.max_pixels, self.max_bytes, self.draft = max_pixels, max_bytes, draft
-        named = None if isinstance(model, ModelSpec) or model is None else str(model)  # a bundle folder, say
-        self.artifact_path, self.manifest = artifact or ensure_artifact(self.spec, precision, build=build_missing,
-                                                                        reference=named)
+        self.artifact_path, self.manifest = artifact or ensure_artifact(self.spec, precision, **how)
         self.runtime = _open_runtime(runtime, self.spec, precision, (self.artifact_path, self.manifest),
                                      threads, solo_threads, concurrent_calls)
 
