@@ -361,10 +361,17 @@ def _to_rgb(image: Image.Image, report: InputReport) -> Image.Image:
     if mode == "RGB":
         return image
     if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        # Mode "I" (32-bit integers) mostly holds 16-bit PNGs or 8-bit values; real 32-bit data
+        # (scientific TIFFs) has no standard white, so it is stretched to its own brightest pixel
+        # rather than clipped as if it were 16-bit.
         arr = np.asarray(image)
-        if mode == "I" and arr.size and int(arr.max()) <= 255 and int(arr.min()) >= 0:
+        brightest = int(arr.max()) if arr.size else 0
+        if mode == "I" and brightest <= 255 and (not arr.size or int(arr.min()) >= 0):
             scaled = arr.astype(np.uint8)
             report.conversions.append("converted from 32-bit greyscale")
+        elif mode == "I" and brightest > 65535:
+            scaled = np.clip(np.rint(arr.astype(np.float64) * (255.0 / brightest)), 0, 255).astype(np.uint8)
+            report.conversions.append("converted from 32-bit greyscale, scaled to its brightest pixel")
         else:
             scaled = np.clip(np.rint(arr.astype(np.float64) / 257.0), 0, 255).astype(np.uint8)
             report.conversions.append("converted from 16-bit greyscale")

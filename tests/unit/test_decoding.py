@@ -133,6 +133,23 @@ def test_sixteen_bit_greyscale_is_scaled_not_clipped():
     assert "16-bit" in " ".join(decoded.report.conversions)
 
 
+def test_thirty_two_bit_greyscale_beyond_sixteen_bits_is_stretched_not_clipped():
+    """A 32-bit integer TIFF (Pillow mode "I") with values past 65,535 keeps its whole ramp and
+    says how it was scaled; one whose values fit 16 bits is read as 16-bit."""
+    def ramp(top):
+        return np.linspace(0, top, 256)[None, :].repeat(16, 0).astype(np.int32)
+
+    for values, expected in ((ramp(1 << 20), "32-bit greyscale, scaled to its brightest pixel"),
+                             (ramp(65535), "16-bit greyscale")):
+        buffer = io.BytesIO()
+        Image.fromarray(values, "I").save(buffer, format="TIFF")
+        decoded = decode_image(buffer.getvalue())
+        out = np.asarray(decoded.image)[0, :, 0].astype(int)
+        assert decoded.report.mode == "I" and expected in " ".join(decoded.report.conversions)
+        assert out[0] == 0 and out[-1] == 255 and 120 <= out[128] <= 135  # the whole ramp, not a clipped one
+        assert (np.diff(out) >= 0).all()
+
+
 def test_cmyk_jpeg_colours_are_right():
     # libjpeg writes CMYK the way Photoshop does: inverted values behind an Adobe APP14 marker.
     # Decoding must undo the inversion, or the photo comes out as its negative.
