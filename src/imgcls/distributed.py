@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 FORMATS = (".parquet", ".csv", ".jsonl")
-RESULT_COLUMNS = ("path", "model", "top_indices", "top_labels", "top_scores", "error")
+RESULT_COLUMNS = ("path", "model", "precision", "top_indices", "top_labels", "top_scores", "error")
 LIST_FILE_SUFFIXES = {".txt", ".lst", ".list"}
 DEFAULT_PART_ROWS = 512
 ACTOR_MEMORY = 512 * 1024 * 1024
@@ -143,7 +143,7 @@ class InferenceActor:
     once from the object store (``artifact_ref``) into a local cache file.
     """
 
-    def __init__(self, artifact_path: str, artifact_sha256: str, artifact_ref, model_name: str,
+    def __init__(self, artifact_path: str, artifact_sha256: str, artifact_ref, model_name: str, precision: str,
                  labels: tuple[str, ...], k: int, threads: int, openvino_precision: str | None = None):
         path = _local_artifact(Path(artifact_path), artifact_sha256, artifact_ref)
         if openvino_precision:
@@ -152,7 +152,7 @@ class InferenceActor:
             from imgcls.runtimes.onnx import OnnxRuntime
 
             self.runtime = OnnxRuntime(path, threads=threads)
-        self.model_name, self.labels, self.k = model_name, labels, k
+        self.model_name, self.precision, self.labels, self.k = model_name, precision, labels, k
 
     def __call__(self, batch: dict):
         import pyarrow as pa
@@ -170,6 +170,7 @@ class InferenceActor:
             top = tops.get(i, [])
             columns["path"].append(str(path))
             columns["model"].append(self.model_name)
+            columns["precision"].append(self.precision)
             columns["top_indices"].append([index for index, _ in top])
             columns["top_labels"].append([self.labels[index] for index, _ in top])
             columns["top_scores"].append([score for _, score in top])
@@ -216,8 +217,9 @@ def result_schema():
     import pyarrow as pa
 
     return pa.schema([
-        ("path", pa.string()), ("model", pa.string()), ("top_indices", pa.list_(pa.int64())),
-        ("top_labels", pa.list_(pa.string())), ("top_scores", pa.list_(pa.float64())), ("error", pa.string()),
+        ("path", pa.string()), ("model", pa.string()), ("precision", pa.string()),
+        ("top_indices", pa.list_(pa.int64())), ("top_labels", pa.list_(pa.string())),
+        ("top_scores", pa.list_(pa.float64())), ("error", pa.string()),
     ])
 
 
@@ -265,7 +267,7 @@ def _decode_csv_lists(record: dict) -> dict:
 
 def _normalise(record: dict) -> dict:
     return {
-        "path": str(record["path"]), "model": str(record["model"]),
+        "path": str(record["path"]), "model": str(record["model"]), "precision": record.get("precision") or None,
         "top_indices": [int(i) for i in record["top_indices"]],
         "top_labels": [str(label) for label in record["top_labels"]],
         "top_scores": [float(s) for s in record["top_scores"]],
@@ -293,7 +295,12 @@ def _rows_to_table(rows):
 def _conform(table):
     """``table`` with exactly the result columns and types (parts and outputs may differ in
     details such as a null-typed error column), so tables can be concatenated. Applied where a
-    table comes from disk; every table after that already has ``result_schema``."""
+    table comes from disk; every table after that already has ``result_schema``. Files written
+    before rows said their precision get a null ``precision`` column: unknown, not guessed."""
+    import pyarrow as pa
+
+    if "precision" not in table.column_names:
+        table = table.append_column("precision", pa.nulls(table.num_rows, pa.string()))
     return table.select(list(RESULT_COLUMNS)).cast(result_schema())
 
 
@@ -322,8 +329,8 @@ def write_results_table(table, path: Path) -> None:
                 writer = csv.writer(handle)
                 writer.writerow(RESULT_COLUMNS)
                 for row in _iter_rows(table):
-                    writer.writerow([row["path"], row["model"], json.dumps(row["top_indices"]),
-                                     json.dumps(row["top_labels"], ensure_ascii=False),
+                    writer.writerow([row["path"], row["model"], row["precision"] or "",
+                                     json.dumps(row["top_indices"]), json.dumps(row["top_labels"], ensure_ascii=False),
                                      json.dumps(row["top_scores"]), row["error"] or ""])
         os.replace(tmp, path)
     finally:
@@ -405,20 +412,34 @@ def _answers(table, model: str, foreign):
     return pc.and_(pc.and_(_succeeded(table), of_model), ~foreign)
 
 
-def _pending(files: list[str], table, model: str, k: int, n_classes: int) -> list[str]:
-    """The files that still need work: all but those answered by this model (``_answers``) with
-    this top-k in ``table``; anything else is classified again. (Kept as Arrow arrays, not a
-    Python set, so resuming a million-row output costs no extra million strings.)"""
+def _pending(files: list[str], table, model: str, precision: str, k: int,
+             n_classes: int) -> tuple[list[str], dict[str, int]]:
+    """The files that still need work: all but those answered by this model (``_answers``) in this
+    precision with this top-k in ``table``; anything else is classified again. A row with no
+    precision (written before rows said it) counts as this precision: redoing a whole archive
+    for an unknown would cost more than it could correct. (Kept as Arrow arrays, not a Python
+    set, so resuming a million-row output costs no extra million strings.)
+
+    Returns:
+        (pending, other_precisions): the files to classify, and how many of them each other
+        precision answered with this model and top-k (the driver says so before redoing them).
+    """
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    if table.num_rows == 0:
+        return list(files), {}
     with_k = pc.equal(pc.fill_null(pc.list_value_length(table["top_indices"]), 0), k)
     _, _, foreign = _class_indices(table, n_classes)
-    done = table.filter(pc.and_(_answers(table, model, foreign), with_k))["path"]
-    if len(done) == 0:
-        return list(files)
-    is_done = pc.is_in(pa.array(files, pa.string()), value_set=done).to_numpy(zero_copy_only=False)
-    return [path for path, finished in zip(files, is_done) if not finished]
+    answered = pc.and_(_answers(table, model, foreign), with_k)
+    same_precision = pc.fill_null(pc.equal(table["precision"], precision), True)
+    done = table.filter(pc.and_(answered, same_precision))["path"]
+    paths = pa.array(files, pa.string())
+    is_done = pc.is_in(paths, value_set=done).to_numpy(zero_copy_only=False)
+    other = table.filter(pc.and_(answered, pc.invert(same_precision)))
+    other = other.filter(pc.is_in(other["path"], value_set=paths))
+    counts = {item["values"]: item["counts"] for item in pc.value_counts(other["precision"]).to_pylist()}
+    return [path for path, finished in zip(files, is_done) if not finished], counts
 
 
 def relabel_table(table, model: str, labels: tuple[str, ...]):
@@ -567,13 +588,18 @@ def _predict(paths, model, precision, top_k, lang, output, batch_size, actors, a
     existing = read_results_table(output) if output.exists() else result_schema().empty_table()
     folder = parts_dir(output)
     labels = spec.labels(lang)
-    pending = _pending(files, merge_tables(existing, _read_parts(folder)), spec.name, k, len(labels))
+    pending, redone = _pending(files, merge_tables(existing, _read_parts(folder)), spec.name, precision, k,
+                               len(labels))
     console_err.print(f"{len(files)} files: {len(files) - len(pending)} already classified, "
                       f"{len(pending)} to classify with {spec.name} ({precision}"
                       f"{', OpenVINO ' + openvino_precision if openvino_precision else ''}) on Ray.")
+    for other, count in sorted(redone.items()):
+        # Precision is part of the resume check, as the model is: one output, one configuration.
+        console_err.print(f"[yellow]Note:[/] {count} of them were classified before in {other}; they are "
+                          f"classified again in {precision} (--precision {other} keeps them).")
     if pending:
-        seconds = _run_pipeline(pending, spec, artifact_path, manifest, k, lang, batch_size, actors, address,
-                                threads, _PartWriter(folder, part_rows), draft, openvino_precision)
+        seconds = _run_pipeline(pending, spec, precision, artifact_path, manifest, k, lang, batch_size, actors,
+                                address, threads, _PartWriter(folder, part_rows), draft, openvino_precision)
         console_err.print(f"Classified {len(pending)} files in {seconds:.1f} s "
                           f"({len(pending) / seconds:.1f} images/s, actor start-up included).")
 
@@ -635,8 +661,8 @@ def _check_reachable(address: str) -> None:
                          f"({exc.strerror or exc.__class__.__name__}).") from None
 
 
-def _run_pipeline(pending, spec, artifact_path, manifest, k, lang, batch_size, actors, address, threads, writer,
-                  draft, openvino_precision=None):
+def _run_pipeline(pending, spec, precision, artifact_path, manifest, k, lang, batch_size, actors, address, threads,
+                  writer, draft, openvino_precision=None):
     import logging
 
     from imgcls.cli._common import console_err, progress_bar
@@ -667,7 +693,7 @@ def _run_pipeline(pending, spec, artifact_path, manifest, k, lang, batch_size, a
             # stays in the task pool, spread over every node's CPUs.
             memory=ACTOR_MEMORY,
             fn_constructor_kwargs={"artifact_path": str(artifact_path), "artifact_sha256": manifest["sha256"],
-                                   "artifact_ref": artifact_ref, "model_name": spec.name,
+                                   "artifact_ref": artifact_ref, "model_name": spec.name, "precision": precision,
                                    "labels": spec.labels(lang), "k": k, "threads": threads,
                                    "openvino_precision": openvino_precision})
         started = time.perf_counter()

@@ -103,7 +103,7 @@ def assert_rows_match_reference(rows: list[dict], reference: dict, paths: list[s
     assert not missing, sorted(missing)[:5]
     for path in paths:
         row, expected = by_path[path], reference[path]
-        assert row["model"] == MODEL
+        assert row["model"] == MODEL and row["precision"] == "fp32", path  # the reference's precision
         if not expected.ok:
             assert row["error"] == expected.error.message, path
             assert row["top_indices"] == [] and row["top_scores"] == []

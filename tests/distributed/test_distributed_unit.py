@@ -28,10 +28,10 @@ from imgcls.distributed import (
 from imgcls.errors import InputError
 
 
-def row(path: str, *, error: str | None = None, model: str = "m", scores=(0.9, 0.1)) -> dict:
+def row(path: str, *, error: str | None = None, model: str = "m", scores=(0.9, 0.1), precision="int8") -> dict:
     ok = error is None
-    return {"path": path, "model": model, "top_indices": [3, 1] if ok else [], "top_labels": ["c3", "c1"] if ok else [],
-            "top_scores": list(scores) if ok else [], "error": error}
+    return {"path": path, "model": model, "precision": precision, "top_indices": [3, 1] if ok else [],
+            "top_labels": ["c3", "c1"] if ok else [], "top_scores": list(scores) if ok else [], "error": error}
 
 
 def test_core_imports_never_import_ray_or_av():
@@ -80,9 +80,9 @@ def test_results_round_trip(tmp_path, suffix):
         import csv
 
         header, first, second = list(csv.reader(path.open(encoding="utf-8", newline="")))
-        assert header == ["path", "model", "top_indices", "top_labels", "top_scores", "error"]
-        assert first[2:] == ["[3, 1]", '["c3", "c1"]', "[0.9, 0.1]", ""]  # lists as JSON, null as empty
-        assert second[2:5] == ["[]", "[]", "[]"]
+        assert header == ["path", "model", "precision", "top_indices", "top_labels", "top_scores", "error"]
+        assert first[2:] == ["int8", "[3, 1]", '["c3", "c1"]', "[0.9, 0.1]", ""]  # lists as JSON, null as empty
+        assert second[3:6] == ["[]", "[]", "[]"]
     if suffix == ".jsonl":
         assert json.loads(path.read_text().splitlines()[1])["error"].startswith("File is not")
 
@@ -130,13 +130,47 @@ def test_pending_keeps_only_this_models_complete_answers_out():
           "top_scores": [0.5, 0.2, 0.1, 0.1, 0.1]}
     rows = [k5, row("/other-k", model="m"), row("/failed", model="m", error="bad"), {**k5, "path": "/other-model",
             "model": "n"}, {**k5, "path": "/foreign", "top_indices": [1, 2, 3, 4, 99]},
-            {**k5, "path": "/one-past", "top_indices": [1, 2, 3, 4, 10]}]  # a class the 10-class model lacks
+            {**k5, "path": "/one-past", "top_indices": [1, 2, 3, 4, 10]},  # a class the 10-class model lacks
+            {**k5, "path": "/fp32", "precision": "fp32"}, {**k5, "path": "/unknown", "precision": None},
+            {**k5, "path": "/fp32-not-asked", "precision": "fp32"}]
     table = pa.Table.from_pylist(rows, schema=distributed.result_schema())
-    files = ["/new", "/foreign", "/done", "/other-model", "/one-past", "/failed", "/other-k"]
-    assert _pending(files, table, "m", 5, 10) == ["/new", "/foreign", "/other-model", "/one-past", "/failed",
-                                                  "/other-k"]
-    assert _pending(files, table, "m", 5, 11) == ["/new", "/foreign", "/other-model", "/failed", "/other-k"]
-    assert _pending(files, table.slice(0, 0), "m", 5, 10) == files
+    files = ["/new", "/foreign", "/done", "/other-model", "/one-past", "/failed", "/other-k", "/fp32", "/unknown"]
+    assert _pending(files, table, "m", "int8", 5, 10) == (
+        ["/new", "/foreign", "/other-model", "/one-past", "/failed", "/other-k", "/fp32"], {"fp32": 1})
+    assert _pending(files, table, "m", "int8", 5, 11)[0] == ["/new", "/foreign", "/other-model", "/failed",
+                                                             "/other-k", "/fp32"]
+    # Asked for fp32: the INT8 answers are redone, the fp32 one and the one of unknown precision kept.
+    assert _pending(files, table, "m", "fp32", 5, 10) == (
+        ["/new", "/foreign", "/done", "/other-model", "/one-past", "/failed", "/other-k"], {"int8": 1})
+    assert _pending(files, table.slice(0, 0), "m", "int8", 5, 10) == (files, {})
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv", ".jsonl"])
+def test_outputs_written_before_rows_said_their_precision_still_resume(tmp_path, suffix):
+    """An output from an imgcls whose rows had no precision column reads with precision unknown
+    (null), and its answers count as done whatever precision the new run uses."""
+    import csv
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    old = {**row("/x/a.jpg"), "top_indices": [1, 2], "top_labels": ["a", "b"]}
+    del old["precision"]
+    path = tmp_path / f"old{suffix}"
+    if suffix == ".parquet":
+        pq.write_table(pa.Table.from_pylist([old]), path)
+    elif suffix == ".jsonl":
+        path.write_text(json.dumps(old) + "\n")
+    else:
+        with path.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(old))
+            writer.writeheader()
+            writer.writerow({**old, **{c: json.dumps(old[c]) for c in ("top_indices", "top_labels", "top_scores")},
+                             "error": ""})
+    table = read_results_table(path)
+    assert table.to_pylist() == [{**old, "precision": None}]
+    for precision in ("fp32", "int8"):
+        assert _pending(["/x/a.jpg", "/x/b.jpg"], table, "m", precision, 2, 10) == (["/x/b.jpg"], {})
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl"])

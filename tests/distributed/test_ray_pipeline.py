@@ -49,7 +49,7 @@ def counts(stderr: str) -> tuple[int, int]:
 
 def reference_row(prediction) -> dict:
     ok = prediction.ok
-    return {"path": prediction.source, "model": prediction.model,
+    return {"path": prediction.source, "model": prediction.model, "precision": "fp32",
             "top_indices": [t["class_index"] for t in prediction.top], "top_labels": [t["label"] for t in prediction.top],
             "top_scores": [t["score"] for t in prediction.top], "error": None if ok else prediction.error.message}
 
@@ -61,8 +61,8 @@ def test_ray_results_equal_single_process(corpus, match_reference, tmp_path):
     assert proc.returncode == 1, proc.stderr  # some files are corrupt: partial success
     assert counts(proc.stderr) == (0, len(corpus["paths"]))
     table = pq.read_table(output)
-    assert table.column_names == ["path", "model", "top_indices", "top_labels", "top_scores", "error"]
-    assert [str(t) for t in table.schema.types] == ["string", "string", "list<element: int64>",
+    assert table.column_names == ["path", "model", "precision", "top_indices", "top_labels", "top_scores", "error"]
+    assert [str(t) for t in table.schema.types] == ["string", "string", "string", "list<element: int64>",
                                                     "list<element: string>", "list<element: double>", "string"]
     rows = read_results(output)
     match_reference(rows, corpus["paths"])
@@ -113,7 +113,8 @@ def test_killed_run_resumes_with_only_the_rest(corpus, match_reference, tmp_path
 
 
 def test_resume_from_an_existing_csv_retries_errors(corpus, reference, match_reference, tmp_path):
-    """A folder tree, an existing CSV missing 10 results and holding error rows: only those are redone."""
+    """A folder tree, an existing CSV missing 10 results, holding error rows and 3 rows of another
+    precision: only those are redone. Rows that do not say their precision (an older imgcls) are kept."""
     tree_paths = [p for p in corpus["paths"] if p.startswith(str(corpus["tree"]))]
     rows = [reference_row(reference[p]) for p in tree_paths]
     successes = [r for r in rows if not r["error"]]
@@ -124,6 +125,12 @@ def test_resume_from_an_existing_csv_retries_errors(corpus, reference, match_ref
         if not r["error"]:
             r["top_scores"] = SENTINEL
             r["top_labels"] = [zh[i] for i in r["top_indices"]]  # as a run with --lang zh wrote them
+    answered = [r for r in existing if not r["error"]]
+    for r in answered[1::2]:
+        r["precision"] = None  # written before rows said their precision
+    other_precision = {r["path"] for r in answered[:6:2]}
+    for r in answered[:6:2]:
+        r["precision"] = "int8"
     output = tmp_path / "results.csv"
     write_results(existing, output)
 
@@ -132,14 +139,17 @@ def test_resume_from_an_existing_csv_retries_errors(corpus, reference, match_ref
                env={**os.environ, "RAY_ADDRESS": f"127.0.0.1:{_free_port()}"})
     assert proc.returncode == 1, proc.stderr
     errors = len(corpus["corrupt"])
-    assert counts(proc.stderr) == (len(successes) - len(dropped), len(dropped) + errors)
+    assert counts(proc.stderr) == (len(answered) - 3, len(dropped) + errors + 3)
+    note = "3 of them were classified before in int8; they are classified again in fp32"
+    assert note in " ".join(proc.stderr.split())
     final = read_results(output)
     assert sorted(r["path"] for r in final) == sorted(tree_paths)
     kept = [r for r in final if r["top_scores"] == SENTINEL]
-    assert len(kept) == len(successes) - len(dropped)
+    assert len(kept) == len(answered) - 3
+    assert sum(r["precision"] is None for r in kept) == len(answered[1::2])  # kept as they were: not guessed
     assert all(r["top_labels"] == [en[i] for i in r["top_indices"]] for r in kept)  # relabelled, not redone
     redone = [r for r in final if r["top_scores"] != SENTINEL]
-    assert {r["path"] for r in redone} == dropped | set(corpus["corrupt"])
+    assert {r["path"] for r in redone} == dropped | set(corpus["corrupt"]) | other_precision
     match_reference(redone, [r["path"] for r in redone])
 
 
@@ -315,3 +325,4 @@ def test_auto_builds_the_int8_on_first_use(lite0_fp32, dev_dir, tmp_path, monkey
     rows = {row["path"]: row for row in read_results(output)}
     assert {p.source: [t["class_index"] for t in p.top] for p in local} == \
         {path: row["top_indices"] for path, row in rows.items()}
+    assert {row["precision"] for row in rows.values()} == {"int8"}
