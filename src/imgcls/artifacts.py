@@ -176,11 +176,11 @@ def ensure_artifact(spec: ModelSpec, precision: str = "fp32", *, build: bool = T
         return find_artifact(spec, precision)
 
 
-def verified_artifacts(spec: ModelSpec) -> dict[str, tuple[Path, dict]]:
-    """The model's verified artifacts by precision. One that exists but fails its checksum or
-    verification raises ArtifactVerificationError: it is never silently skipped."""
+def verified_artifacts(spec: ModelSpec, precisions: tuple[str, ...] = PRECISIONS) -> dict[str, tuple[Path, dict]]:
+    """The model's verified artifacts by precision (of ``precisions``). One that exists but fails
+    its checksum or verification raises ArtifactVerificationError: it is never silently skipped."""
     found = {}
-    for precision in PRECISIONS:
+    for precision in precisions:
         try:
             found[precision] = find_artifact(spec, precision)
         except ArtifactVerificationError:
@@ -190,20 +190,24 @@ def verified_artifacts(spec: ModelSpec) -> dict[str, tuple[Path, dict]]:
     return found
 
 
-def auto_precision(spec: ModelSpec, found: dict[str, tuple[Path, dict]], *, build: bool = True,
+def auto_precision(spec: ModelSpec, found: dict[str, tuple[Path, dict]] | None = None, *, build: bool = True,
                    builder: Builder | None = None, reference: str | None = None,
                    runtime: str = "onnxruntime") -> tuple[str, dict[str, tuple[Path, dict]]]:
     """The precision "auto" means, the default everywhere (server, CLI, Python API, Ray): INT8
     when the model has a verified INT8 artifact, or one can be built from its calibration table
     (``build``, ``builder`` and ``reference`` as for `ensure_artifact`; the embedded model ships a table), and,
-    on OpenVINO, it is verified there; else fp32. ``found`` is `verified_artifacts`; returns the
-    precision and the artifacts found after any build. A failed build is logged and gives fp32.
+    on OpenVINO, it is verified there; else fp32. ``found`` is `verified_artifacts`, for a caller
+    that keeps every precision (the server); without it only the INT8 is looked up, so a command
+    that answers in INT8 does not also hash the fp32 file (18-45 MB). Returns the precision and
+    the artifacts found after any build. A failed build is logged and gives fp32.
 
     Why INT8: on the embedded model it answers like fp32 (88.0 % top-1 for both on the 300 dev
     photos) and the server runs 25-34 % more requests per second in ~75 MB less memory
     (docs/benchmarks.md). Models without a table (ResNet-18, bundles until `imgcls models
     quantize`) stay fp32, as INT8 needs calibration photos.
     """
+    if found is None:
+        found = verified_artifacts(spec, ("int8",))
     if "int8" not in found:
         if spec.calibration_table is None or not build:
             return "fp32", found

@@ -542,7 +542,7 @@ def _predict(paths, model, precision, top_k, lang, output, batch_size, actors, a
              draft, runtime) -> int:
     from rich.markup import escape
 
-    from imgcls.artifacts import auto_precision, build_in_subprocess, ensure_artifact, verified_artifacts
+    from imgcls.artifacts import auto_precision, build_in_subprocess, ensure_artifact
     from imgcls.catalog import default_model_name, resolve_model
     from imgcls.cli._common import console_err
 
@@ -565,7 +565,7 @@ def _predict(paths, model, precision, top_k, lang, output, batch_size, actors, a
     how = {"builder": build_in_subprocess, "reference": reference}
     found = {}
     if precision == "auto":
-        precision, found = auto_precision(spec, verified_artifacts(spec), runtime=runtime, **how)
+        precision, found = auto_precision(spec, runtime=runtime, **how)
     artifact_path, manifest = found.get(precision) or ensure_artifact(spec, precision, **how)
     openvino_precision = None
     if runtime == "openvino":

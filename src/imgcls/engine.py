@@ -15,7 +15,7 @@ from typing import Iterable, Sequence, Union
 import numpy as np
 from PIL import Image
 
-from imgcls.artifacts import PRECISIONS, auto_precision, ensure_artifact, verified_artifacts
+from imgcls.artifacts import PRECISIONS, auto_precision, ensure_artifact
 from imgcls.catalog import ModelSpec, default_model_name, resolve_model
 from imgcls.errors import ImgclsError, InputError
 from imgcls.preprocess import (
@@ -132,7 +132,7 @@ class Classifier:
         how = {"build": build_missing,  # messages name the model as the user did (a bundle folder, say)
                "reference": None if isinstance(model, ModelSpec) or model is None else str(model)}
         if precision == "auto":
-            precision, found = auto_precision(self.spec, verified_artifacts(self.spec), runtime=runtime, **how)
+            precision, found = auto_precision(self.spec, runtime=runtime, **how)
             artifact = artifact or found.get(precision)
         elif precision not in PRECISIONS:
             raise InputError(f"Unknown precision '{precision}': use auto, fp32 or int8.")
