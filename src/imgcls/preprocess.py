@@ -232,6 +232,10 @@ def _decode(data: bytes, fmt: str, max_pixels: int, draft_size: int | None) -> D
     reduced = False
     try:
         with warnings.catch_warnings():
+            # Warnings raised while decoding (Pillow's "Corrupt EXIF data", numpy's NaN pixels) are
+            # about the uploaded file, not the host; printed, they would put raw text lines into
+            # the server's JSON log on every such upload, and into the CLI's progress bar.
+            warnings.simplefilter("ignore")
             # Pillow warns (not raises) between 1x and 2x its pixel limit; make that an error too.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=[fmt])

@@ -491,3 +491,37 @@ def test_access_log_is_json_lines_with_request_ids(server, photos):
     (record,) = records
     assert record["method"] == "POST" and record["path"] == "/api/v1/classify" and record["status"] == 200
     assert record["model"] == "efficientnet_lite0" and record["n_files"] == 1 and record["ms"] > 0
+
+
+def test_log_stays_json_lines_when_uploads_make_libraries_warn(server):
+    """A JPEG with corrupt EXIF makes Pillow warn; that is about the client's file, so it must
+    not land in the server's log as raw text lines (once per upload) between the JSON records."""
+    import io
+    import warnings as warnings_module
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (320, 240), (120, 30, 200)).save(
+        buffer, format="JPEG", exif=b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\x00\x05\x01\x12")
+    with warnings_module.catch_warnings(record=True) as caught:  # the file does make Pillow warn
+        warnings_module.simplefilter("always")
+        Image.open(io.BytesIO(buffer.getvalue())).getexif()
+    assert any("Corrupt EXIF" in str(w.message) for w in caught)
+    with server.client() as client:
+        for i in range(3):
+            response = client.post("/api/v1/classify", files=[("file", ("exif.jpg", buffer.getvalue()))],
+                                   headers={"X-Request-ID": f"warn-check-{i}"})
+            assert response.status_code == 200, response.text
+    deadline = time.monotonic() + 5
+    while len([r for r in server.access_log() if r["request_id"].startswith("warn-check-")]) < 3:
+        assert time.monotonic() < deadline, "the access records did not appear"
+        time.sleep(0.1)
+    raw, records = [], []
+    for line in server.stderr().splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            raw.append(line)
+    assert [line for line in raw if not line.startswith("imgcls: ")] == []  # only the start-up banner is text
+    assert not [r for r in records if "EXIF" in str(r.get("msg"))]  # nor a warning record per upload

@@ -295,3 +295,17 @@ def test_open_file_limit_is_raised_to_fit_the_connections():
          "from imgcls.server.runner import ensure_open_file_limit as e; print(e(1280))"],
         capture_output=True, text=True, check=True)
     assert capped.stdout.split() == ["300"] and "--max-connections needs about 1280" in capped.stderr, capped
+
+
+def test_library_warnings_become_json_log_records():
+    """Whatever a library warns about in the server reaches its log as a JSON record, not raw text."""
+    import json
+    import subprocess
+    import sys
+
+    code = ("import warnings; from imgcls.server.observability import configure_logging; configure_logging(); "
+            "warnings.warn('something odd')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    (line,) = done.stderr.splitlines()
+    record = json.loads(line)
+    assert record["level"] == "warning" and record["logger"] == "py.warnings" and "something odd" in record["msg"]

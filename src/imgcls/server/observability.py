@@ -160,6 +160,8 @@ def configure_logging(level: str = "info") -> None:
         logger.handlers[:] = []
         logger.propagate = True
     logging.getLogger("uvicorn.access").disabled = True
+    # Any library warning becomes a JSON record too (logger "py.warnings"), not a raw stderr line.
+    logging.captureWarnings(True)
 
 
 class RequestContext:
