@@ -8,7 +8,11 @@ slots, a handful of such clients lock everyone else out. This subclass adds:
 
 * a **header deadline**: the request line and headers must arrive within ``header_timeout_s``
   of the connection opening (or of the first byte of a later keep-alive request) -> 408 and close;
-* a **header size cap** (``max_header_bytes`` for the request line plus all headers) -> 431 and close;
+* a **header size cap** (``max_header_bytes`` for the request line plus all headers) -> 431 and close.
+  It is checked twice: on the raw bytes while the headers are still arriving (one endless header
+  line is never complete, so the parser would only buffer it), and on the target and headers
+  the parser hands over (a whole oversized request often arrives in one read, whose bytes the
+  raw count cannot split into headers and body);
 * JSON for the protocol-level 400 uvicorn sends on an unparsable request, and for the 503 it
   sends when the connection limit (``--max-connections``, uvicorn's ``limit_concurrency``) is
   reached (a plain-text body would break the ``{"error": {"code", "message"}}`` contract clients
@@ -27,6 +31,11 @@ __all__ = ["guarded_protocol", "GuardedHttpToolsProtocol", "HEADER_TIMEOUT_S", "
 
 HEADER_TIMEOUT_S = 10.0
 MAX_HEADER_BYTES = 64 * 1024  # browsers send ~1-2 KB; nginx's default buffer is 8 KB, large 4x8 KB
+# After refusing a request whose client is still sending, read and drop its bytes for a while
+# before closing ("lingering close", as nginx does): closing a socket with unread input makes the
+# kernel send a reset, which can destroy the refusal before the client has read it.
+LINGER_S = 2.0
+LINGER_MAX_BYTES = 4 * 1024 * 1024
 
 
 def _error_bytes(status: int, reason: str, code: str, message: str) -> bytes:
@@ -46,6 +55,10 @@ async def _connection_limit_reached(scope, receive, send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+class _HeadersTooLarge(Exception):
+    """Raised from a parser callback to stop parsing a request whose headers are over the cap."""
+
+
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     """HttpToolsProtocol with a header deadline, a header size cap and JSON protocol errors."""
 
@@ -55,8 +68,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._awaiting_headers = True
-        self._header_bytes = 0
+        self._header_bytes = 0  # raw bytes received while the headers were incomplete
+        self._parsed_header_bytes = 0  # the request target and headers the parser handed over
+        self._headers_too_large = False
         self._header_timer = None
+        self._lingering = None  # the close timer once a refusal is sent; input is dropped from then on
+        self._dropped_bytes = 0
 
     # -- the header phase ----------------------------------------------------------------------
     def connection_made(self, transport) -> None:  # type: ignore[override]
@@ -65,7 +82,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def _start_header_phase(self) -> None:
         self._awaiting_headers = True
-        self._header_bytes = 0
         if self._header_timer is None:
             self._header_timer = self.loop.call_later(self.header_timeout_s, self._header_timeout)
 
@@ -78,7 +94,24 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._parsed_header_bytes = 0
         self._start_header_phase()  # keeps the connection's timer if it is still running
+
+    def on_url(self, url: bytes) -> None:
+        self._count_parsed_header(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_parsed_header(len(name) + len(value) + 4)  # "name: value\r\n"
+        super().on_header(name, value)
+
+    def _count_parsed_header(self, size: int) -> None:
+        self._parsed_header_bytes += size
+        if self._parsed_header_bytes > self.max_header_bytes:
+            # Raising stops the parser (before the request reaches the app); httptools reports it
+            # as a parser error, which uvicorn answers through send_400_response below.
+            self._headers_too_large = True
+            raise _HeadersTooLarge
 
     def on_headers_complete(self) -> None:
         self._end_header_phase()
@@ -97,13 +130,21 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self.app, self.limit_concurrency = app, limit
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering is not None:  # refused: the parser must not see these bytes
+            self._dropped_bytes += len(data)
+            if self._dropped_bytes > LINGER_MAX_BYTES:
+                self.transport.close()
+            return
         if self._awaiting_headers:
             self._header_bytes += len(data)
         super().data_received(data)
         # Still waiting for the end of the headers after this read: everything so far was header.
         if self._awaiting_headers and self._header_bytes > self.max_header_bytes and not self.transport.is_closing():
-            self._reject(431, "Request Header Fields Too Large", "headers_too_large",
-                         f"The request headers are larger than {self.max_header_bytes // 1024} KB.")
+            self._reject_too_large()
+
+    def _reject_too_large(self) -> None:
+        self._reject(431, "Request Header Fields Too Large", "headers_too_large",
+                     f"The request headers are larger than {self.max_header_bytes // 1024} KB.")
 
     def _header_timeout(self) -> None:
         self._header_timer = None
@@ -116,17 +157,28 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                      f"The request headers did not arrive within {self.header_timeout_s:g} seconds.")
 
     def _reject(self, status: int, reason: str, code: str, message: str) -> None:
+        """Answer ``status`` and end the connection: the answer, then our end of the stream, then
+        the client's bytes dropped until it closes, for at most LINGER_S / LINGER_MAX_BYTES."""
         self._end_header_phase()
         self.logger.warning("refused a connection: %s", code)
         self.transport.write(_error_bytes(status, reason, code, message))
-        self.transport.close()
+        if not self.transport.can_write_eof():
+            self.transport.close()
+            return
+        self.transport.write_eof()
+        self._lingering = self.loop.call_later(LINGER_S, self.transport.close)
 
     def connection_lost(self, exc) -> None:
         self._end_header_phase()
+        if self._lingering is not None:
+            self._lingering.cancel()
         super().connection_lost(exc)
 
     # -- protocol errors as JSON ---------------------------------------------------------------
     def send_400_response(self, msg: str) -> None:
+        if self._headers_too_large:  # not a malformed request: our cap stopped the parser
+            self._reject_too_large()
+            return
         self._end_header_phase()
         self.transport.write(_error_bytes(400, "Bad Request", "bad_request", "The request is not valid HTTP/1.1."))
         self.transport.close()
