@@ -256,13 +256,26 @@ def _describe(item: ImageInput) -> str:
 
 
 def _read_file(path: Path, max_bytes: int) -> bytes:
+    """The file's bytes, at most ``max_bytes``. Only regular files are opened: opening a named pipe
+    waits for a writer forever, and a device such as /dev/zero never ends."""
+    import stat
+
     from imgcls.errors import PayloadTooLargeError
 
+    too_large = f"The file is larger than the {max_bytes // (1024 * 1024)} MB limit."
     try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise PayloadTooLargeError(f"The file is larger than the {max_bytes // (1024 * 1024)} MB limit.")
-        return path.read_bytes()
+        info = path.stat()
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError
+        if not stat.S_ISREG(info.st_mode):
+            raise InputError("Not a regular file (a pipe, socket or device); only files are read.")
+        if info.st_size > max_bytes:
+            raise PayloadTooLargeError(too_large)
+        with path.open("rb") as handle:
+            data = handle.read(max_bytes + 1)  # bounded even if the file grew since stat()
+        if len(data) > max_bytes:
+            raise PayloadTooLargeError(too_large)
+        return data
     except FileNotFoundError:
         raise InputError("No such file.") from None
     except IsADirectoryError:

@@ -15,6 +15,7 @@ PyAV is optional (``pip install 'imgcls[video]'``); it is imported inside the fu
 from __future__ import annotations
 
 import math
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,7 +147,10 @@ def _open(path: Path):
     if path.is_dir():
         raise InputError(f"{path.name} is a folder, not a video file.")
     try:
-        size = path.stat().st_size
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):  # opening a named pipe would wait for a writer forever
+            raise InputError(f"{path.name} is not a regular file (a pipe, socket or device); give a video file.")
+        size = info.st_size
         with path.open("rb") as handle:
             head = handle.read(64)
     except OSError as exc:

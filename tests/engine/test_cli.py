@@ -7,6 +7,7 @@ import io
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -91,6 +92,31 @@ def test_predict_csv_and_output_file(lite0_fp32, bad_inputs, tmp_path):
     assert {r["precision"] for r in rows} == {"int8"}  # auto: the embedded model's INT8, also on error rows
     failed = [r for r in rows if r["file"].endswith("notes.jpg")]
     assert len(failed) == 1 and "not a supported image" in failed[0]["error"]
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo") or not Path("/dev/zero").exists(), reason="POSIX only")
+def test_pipes_devices_and_broken_links_are_reported_never_read(lite0_fp32, bad_inputs, tmp_path):
+    """Opening a named pipe waits for a writer forever and /dev/zero never ends: a folder holding
+    such entries under photo names (or a broken link) gets one error row each, not a hang or a gap."""
+    import os
+    import shutil
+
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    shutil.copyfile(bad_inputs[0] / "good.jpg", folder / "good.jpg")
+    os.mkfifo(folder / "pipe.jpg")
+    (folder / "zero.jpg").symlink_to("/dev/zero")
+    (folder / "gone.jpg").symlink_to(folder / "moved-away.jpg")
+    result = run("predict", folder, "--format", "json", timeout=120)
+    assert result.returncode == 1, result.stderr
+    rows = {row["file"].rsplit("/", 1)[-1]: row for row in json.loads(result.stdout)}
+    assert set(rows) == {"good.jpg", "pipe.jpg", "zero.jpg", "gone.jpg"}
+    assert rows["good.jpg"]["top"][0]["class_index"] == 10
+    for name in ("pipe.jpg", "zero.jpg"):
+        assert rows[name]["error"]["message"].startswith("Not a regular file"), rows[name]
+    assert rows["gone.jpg"]["error"]["message"] == "No such file."
+    given = run("predict", folder / "pipe.jpg", timeout=120)  # named on the command line
+    assert given.returncode == 2 and "Not a regular file" in given.stderr
 
 
 def test_predict_exit_codes(lite0_fp32, tmp_path, bad_inputs):

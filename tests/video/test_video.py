@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 
@@ -211,6 +212,9 @@ def _bad_files(tmp_path, dev_dir, three_segment_video):
     raw = _encode_frames(tmp_path / "raw.avi", 10, container_format="avi").read_bytes()
     (tmp_path / "unknown.avi").write_bytes(raw.replace(b"FMP4", b"QQZ9"))
     files["unknown codec"] = (tmp_path / "unknown.avi", "codec")
+    if hasattr(os, "mkfifo"):  # opening a named pipe would wait for a writer forever
+        os.mkfifo(tmp_path / "pipe.mp4")
+        files["named pipe"] = (tmp_path / "pipe.mp4", "not a regular file")
     return files
 
 

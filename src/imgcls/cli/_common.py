@@ -27,11 +27,14 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
-def image_files(folder: Path) -> list[Path]:
-    """Image files under ``folder``, recursively, by suffix (the decoder then goes by content)."""
+def image_files(folder: Path, *, regular_only: bool = True) -> list[Path]:
+    """Image files under ``folder``, recursively, by suffix (the decoder then goes by content).
+    ``regular_only=False`` also lists entries that only look like image files (a broken link, a
+    pipe), so that `predict` reports each of them instead of leaving it silently out."""
     from imgcls.preprocess import IMAGE_SUFFIXES
 
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    named = (p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(p for p in named if (p.is_file() if regular_only else not p.is_dir()))
 
 
 def expand_inputs(paths: list[str]) -> tuple[list[Path], list[str]]:
@@ -44,7 +47,7 @@ def expand_inputs(paths: list[str]) -> tuple[list[Path], list[str]]:
     for text in paths:
         path = Path(text).expanduser()
         if path.is_dir():
-            found = image_files(path)
+            found = image_files(path, regular_only=False)
             if not found:
                 problems.append(f"{text}: no image files in this folder")
             files.extend(found)
