@@ -266,7 +266,7 @@ def _read_file(path: Path, max_bytes: int) -> bytes:
     try:
         info = path.stat()
         if stat.S_ISDIR(info.st_mode):
-            raise IsADirectoryError
+            raise InputError("That is a folder, not a file.")
         if not stat.S_ISREG(info.st_mode):
             raise InputError("Not a regular file (a pipe, socket or device); only files are read.")
         if info.st_size > max_bytes:
@@ -278,8 +278,6 @@ def _read_file(path: Path, max_bytes: int) -> bytes:
         return data
     except FileNotFoundError:
         raise InputError("No such file.") from None
-    except IsADirectoryError:
-        raise InputError("That is a folder, not a file.") from None
     except PermissionError:
         raise InputError("Permission denied reading the file.") from None
     except OSError as exc:
