@@ -142,17 +142,17 @@ def _import_av():
 def _open(path: Path):
     """Open a container or raise an InputError that says what is wrong with the file."""
     av = _import_av()
-    if not path.exists():
-        raise InputError(f"No such file: {path.name}")
-    if path.is_dir():
-        raise InputError(f"{path.name} is a folder, not a video file.")
     try:
-        info = path.stat()
+        info = path.stat()  # one look at what the path is, before anything opens it
+        if stat.S_ISDIR(info.st_mode):
+            raise InputError(f"{path.name} is a folder, not a video file.")
         if not stat.S_ISREG(info.st_mode):  # opening a named pipe would wait for a writer forever
             raise InputError(f"{path.name} is not a regular file (a pipe, socket or device); give a video file.")
         size = info.st_size
         with path.open("rb") as handle:
             head = handle.read(64)
+    except FileNotFoundError:
+        raise InputError(f"No such file: {path.name}") from None
     except OSError as exc:
         raise InputError(f"Could not read {path.name} ({exc.strerror or exc.__class__.__name__}).") from None
     if size == 0:

@@ -70,7 +70,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._awaiting_headers = True
         self._header_bytes = 0  # raw bytes received while the headers were incomplete
         self._parsed_header_bytes = 0  # the request target and headers the parser handed over
-        self._headers_too_large = False
         self._header_timer = None
         self._lingering = None  # the close timer once a refusal is sent; input is dropped from then on
         self._dropped_bytes = 0
@@ -110,7 +109,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._parsed_header_bytes > self.max_header_bytes:
             # Raising stops the parser (before the request reaches the app); httptools reports it
             # as a parser error, which uvicorn answers through send_400_response below.
-            self._headers_too_large = True
             raise _HeadersTooLarge
 
     def on_headers_complete(self) -> None:
@@ -176,7 +174,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     # -- protocol errors as JSON ---------------------------------------------------------------
     def send_400_response(self, msg: str) -> None:
-        if self._headers_too_large:  # not a malformed request: our cap stopped the parser
+        if self._parsed_header_bytes > self.max_header_bytes:  # not malformed: our cap stopped the parser
             self._reject_too_large()
             return
         self._end_header_phase()
